@@ -1,0 +1,5 @@
+"""Clustering stage: MLlib KMeans on the embeddings."""
+
+from deepclust.cluster.kmeans import ClusterResult, assign_clusters, fit_kmeans
+
+__all__ = ["ClusterResult", "assign_clusters", "fit_kmeans"]

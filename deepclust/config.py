@@ -1,0 +1,364 @@
+"""Job configuration: frozen dataclasses loaded from YAML and checked once.
+
+Every key of ``conf/*.yaml`` maps to one field below. Unknown keys, wrong types
+and out-of-range values raise :class:`~deepclust.errors.ConfigError` naming the
+dotted key, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from deepclust.errors import ConfigError, invalid
+
+MODEL_FAMILIES = ("mlp",)
+
+
+def _int(low=None, high=None):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return False
+        return (low is None or value >= low) and (high is None or value <= high)
+
+    bounds = _describe_bounds(low, high)
+    return check, f"an integer{bounds}"
+
+
+def _float(low=None, high=None, low_open=False):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if low is not None and (value <= low if low_open else value < low):
+            return False
+        return high is None or value <= high
+
+    if low_open:
+        bounds = f" > {low}" + (f" and <= {high}" if high is not None else "")
+    else:
+        bounds = _describe_bounds(low, high)
+    return check, f"a number{bounds}"
+
+
+def _describe_bounds(low, high):
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    if low is not None:
+        return f" >= {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""
+
+
+def _bool():
+    return (lambda value: isinstance(value, bool)), "true or false"
+
+
+def _str(optional=False):
+    def check(value):
+        if value is None:
+            return optional
+        return isinstance(value, str) and value.strip() != ""
+
+    return check, "a non-empty string" + (" or null" if optional else "")
+
+
+def _choice(*choices):
+    return (lambda value: value in choices), "one of " + ", ".join(map(repr, choices))
+
+
+def _int_list(low=1, optional=False, length=None):
+    def check(value):
+        if value is None:
+            return optional
+        if not isinstance(value, (list, tuple)):
+            return False
+        if length is not None and len(value) != length:
+            return False
+        return all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value
+        )
+
+    size = f"{length} " if length is not None else ""
+    text = f"a list of {size}integers >= {low}" + (" or null" if optional else "")
+    return check, text
+
+
+def _option(default, check, help_text=""):
+    """Declare a config field with its check and a short description."""
+    return field(default=default, metadata={"check": check, "help": help_text})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the feature table is and how its features are shaped."""
+
+    path: str = _option(None, _str(), "parquet feature table (id, features[, label])")
+    image_shape: tuple | None = _option(
+        None,
+        _int_list(low=1, optional=True, length=3),
+        "channels, height, width of each row's features, for image augmentation",
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The autoencoder family and its layer sizes."""
+
+    family: str = _option("mlp", _choice(*MODEL_FAMILIES))
+    hidden_dims: tuple = _option((500, 500, 2000), _int_list(low=1))
+    embedding_dim: int = _option(10, _int(low=1, high=4096))
+    scaling: str = _option("none", _choice("none", "standard", "minmax"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Autoencoder training with TorchDistributor."""
+
+    epochs: int = _option(50, _int(low=1, high=100_000))
+    batch_size: int = _option(256, _int(low=1, high=1_000_000))
+    learning_rate: float = _option(1e-3, _float(low=0, high=10, low_open=True))
+    weight_decay: float = _option(0.0, _float(low=0, high=1))
+    num_processes: int = _option(2, _int(low=1, high=4096))
+    local_mode: bool = _option(True, _bool())
+    use_gpu: bool = _option(False, _bool())
+    shuffle_buffer_rows: int = _option(100_000, _int(low=1))
+    shift_pixels: int = _option(0, _int(low=0, high=64))
+    shards_per_process: int = _option(2, _int(low=1, high=1024))
+    timeout_seconds: int = _option(3600, _int(low=10))
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Batched embedding inside Spark."""
+
+    batch_rows: int = _option(10_000, _int(low=1, high=10_000_000))
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """MLlib KMeans on the embeddings."""
+
+    k: int = _option(10, _int(low=2, high=100_000))
+    max_iter: int = _option(100, _int(low=1, high=100_000))
+    tol: float = _option(1e-4, _float(low=0))
+    init_steps: int = _option(2, _int(low=1, high=100))
+    n_init: int = _option(1, _int(low=1, high=100))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the job writes its parquet outputs."""
+
+    path: str = _option(None, _str(), "folder for embeddings, assignments, centroids")
+    overwrite: bool = _option(False, _bool())
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow tracking."""
+
+    uri: str | None = _option(None, _str(optional=True))
+    experiment: str = _option("deepclust", _str())
+    run_name: str | None = _option(None, _str(optional=True))
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Complete configuration of a training job."""
+
+    data: DataConfig
+    output: OutputConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = _option(0, _int(low=0, high=2**31 - 1))
+
+    def to_dict(self) -> dict:
+        """Return the config as nested plain dicts and lists."""
+        return dataclasses.asdict(self)
+
+    def flat_params(self) -> dict[str, str]:
+        """Return ``{"section.key": value}`` for every field, as strings."""
+        flat = {}
+        for section, values in self.to_dict().items():
+            if isinstance(values, dict):
+                for key, value in values.items():
+                    flat[f"{section}.{key}"] = str(value)
+            else:
+                flat[section] = str(values)
+        return flat
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "embed": EmbedConfig,
+    "cluster": ClusterConfig,
+    "output": OutputConfig,
+    "tracking": TrackingConfig,
+}
+_REQUIRED = {("data", "path"), ("output", "path")}
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML config file into a dict, with errors that name the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise invalid(
+            "config path",
+            path,
+            "an existing YAML file",
+            "Check the path; the configs shipped with deepclust are in conf/.",
+            ConfigError,
+        )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Invalid YAML in config {path}: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise invalid(
+            f"config {path}",
+            raw,
+            "a mapping of sections (data, model, train, ...)",
+            "See conf/mnist_mlp.yaml for the layout.",
+            ConfigError,
+        )
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides; values are parsed as YAML."""
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise invalid(
+                "override",
+                item,
+                "section.key=value",
+                "Write it as e.g. --set train.epochs=5.",
+                ConfigError,
+            )
+        value = yaml.safe_load(text)
+        parts = key.split(".")
+        if len(parts) == 1:
+            merged[key] = value
+        elif len(parts) == 2:
+            section = merged.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                section = merged[parts[0]] = {}
+            section[parts[1]] = value
+        else:
+            raise invalid(
+                "override key",
+                key,
+                "section.key with one dot",
+                "Write it as e.g. --set train.epochs=5.",
+                ConfigError,
+            )
+    return merged
+
+
+def parse_config(raw: dict) -> JobConfig:
+    """Check a raw config dict and build a :class:`JobConfig`.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown section or key, a missing required key, or a value of
+        the wrong type or out of range.
+    """
+    top_fields = {f.name: f for f in dataclasses.fields(JobConfig)}
+    for key in raw:
+        if key not in top_fields:
+            raise _unknown_key(key, list(top_fields))
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise invalid(
+                f"config section {name!r}",
+                values,
+                "a mapping of keys to values",
+                f"Indent the keys of {name!r} under it.",
+                ConfigError,
+            )
+        sections[name] = _build_section(name, cls, values)
+    seed = raw.get("seed", 0)
+    _check_value("seed", top_fields["seed"], seed)
+    return JobConfig(seed=seed, **sections)
+
+
+def load_config(path, overrides=()) -> JobConfig:
+    """Read, override and check a config file."""
+    return parse_config(apply_overrides(read_yaml(path), list(overrides)))
+
+
+def _build_section(name, cls, values):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            raise _unknown_key(f"{name}.{key}", [f"{name}.{k}" for k in fields])
+    kwargs = {}
+    for key, spec in fields.items():
+        dotted = f"{name}.{key}"
+        if key not in values:
+            if (name, key) in _REQUIRED:
+                raise ConfigError(
+                    f"Missing config key {dotted}: expected "
+                    f"{spec.metadata['check'][1]}. Add it to the config file "
+                    f"or pass --set {dotted}=VALUE."
+                )
+            continue
+        value = values[key]
+        _check_value(dotted, spec, value)
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_value(dotted, spec, value):
+    check, expected = spec.metadata["check"]
+    if not check(value):
+        raise invalid(
+            f"config key {dotted}",
+            value,
+            expected,
+            "Fix the value in the config file or with --set.",
+            ConfigError,
+        )
+
+
+def _unknown_key(key, known):
+    leaf = key.rsplit(".", 1)[-1]
+    leaves = {k.rsplit(".", 1)[-1]: k for k in known}
+    close = difflib.get_close_matches(leaf, list(leaves), n=1)
+    hint = f" Did you mean {leaves[close[0]]!r}?" if close else ""
+    return ConfigError(
+        f"Unknown config key {key!r}.{hint} Valid keys here: {', '.join(known)}."
+    )
+
+
+def with_updates(config: JobConfig, **sections: dict[str, Any]) -> JobConfig:
+    """Return a copy of ``config`` with some fields of some sections replaced."""
+    changes = {
+        name: dataclasses.replace(getattr(config, name), **values)
+        for name, values in sections.items()
+    }
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,133 @@
+"""The model-family interface: spec, base autoencoder and family registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deepclust.errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Serializable description of an autoencoder.
+
+    Attributes
+    ----------
+    family : str
+        Model family name, e.g. ``"mlp"``.
+    input_dim : int
+        Length of a row's ``features`` array.
+    hidden_dims : tuple of int
+        Encoder layer sizes between input and embedding; the decoder mirrors
+        them.
+    embedding_dim : int
+        Size of the embedding.
+    shift, scale : tuple of float or None
+        Input scaling, ``(x - shift) / scale``, learned from the training table;
+        None means no scaling.
+    """
+
+    family: str
+    input_dim: int
+    hidden_dims: tuple
+    embedding_dim: int
+    shift: tuple | None = None
+    scale: tuple | None = None
+
+    def to_json(self) -> str:
+        """Return the spec as a JSON string."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        """Build a spec from :meth:`to_json` output."""
+        values = json.loads(text)
+        for key in ("hidden_dims", "shift", "scale"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+class Autoencoder(nn.Module):
+    """Base autoencoder: input scaling, then a family's encoder and decoder.
+
+    Subclasses set ``self.encoder`` and ``self.decoder``. The scaling lives in
+    buffers, so the saved weights carry the preprocessing with them.
+
+    Shape:
+        - Input: ``(batch, input_dim)``, float32, the raw ``features``.
+        - :meth:`embed` output: ``(batch, embedding_dim)``.
+        - :meth:`forward` output: ``(embedding, reconstruction)``, the
+          reconstruction of the scaled input, ``(batch, input_dim)``.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        shift = spec.shift or (0.0,) * spec.input_dim
+        scale = spec.scale or (1.0,) * spec.input_dim
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+
+    def scale_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the input as the model sees it, ``(x - shift) / scale``."""
+        return (x - self.shift) / self.scale
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the embedding of raw features."""
+        return self.encoder(self.scale_input(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.embed(x)
+        return z, self.decoder(z)
+
+
+_FAMILIES: dict[str, type[Autoencoder]] = {}
+
+
+def register_family(name: str):
+    """Class decorator that makes an :class:`Autoencoder` subclass a family."""
+
+    def decorate(cls):
+        _FAMILIES[name] = cls
+        return cls
+
+    return decorate
+
+
+def build_autoencoder(spec: ModelSpec) -> Autoencoder:
+    """Build the autoencoder that ``spec`` describes, with fresh weights."""
+    # Importing the families registers them.
+    from deepclust.models import mlp  # noqa: F401
+
+    if spec.family not in _FAMILIES:
+        raise InputError(
+            f"Invalid model family {spec.family!r}: expected one of "
+            f"{sorted(_FAMILIES)}. Set model.family in the config."
+        )
+    return _FAMILIES[spec.family](spec)
+
+
+def state_dict_to_bytes(model: nn.Module) -> bytes:
+    """Serialize a model's weights with ``torch.save``."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def load_autoencoder(spec: ModelSpec, weights: bytes) -> Autoencoder:
+    """Rebuild an autoencoder from its spec and :func:`state_dict_to_bytes` output.
+
+    The weights load with ``weights_only=True``, so no pickled objects run.
+    """
+    model = build_autoencoder(spec)
+    state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return model

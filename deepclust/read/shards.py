@@ -1,0 +1,95 @@
+"""Stream one rank's shard of a parquet feature table with pyarrow.dataset.
+
+Training ranks do not use Spark: each rank lists the parquet files of the
+training snapshot, takes every ``world_size``-th file starting at its rank,
+and streams them as record batches through a shuffle buffer. Only this module
+knows the file layout, so another reader can replace it behind
+:class:`ShardReader`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+
+class ShardReader:
+    """Iterate over one rank's rows of a parquet folder in shuffled batches.
+
+    Parameters
+    ----------
+    path : str
+        Folder (local path or URI that pyarrow understands) of parquet files
+        with a ``features`` column of ``list<float>``.
+    rank, world_size : int
+        This rank and the number of ranks; file ``i`` (in sorted order) goes
+        to rank ``i % world_size``.
+    shuffle_buffer_rows : int
+        Rows held in memory for shuffling. A shard that fits is shuffled
+        completely; a larger one is shuffled within windows of this size.
+    """
+
+    def __init__(self, path: str, rank: int, world_size: int, shuffle_buffer_rows: int):
+        dataset = ds.dataset(path, format="parquet")
+        files = sorted(dataset.files)
+        self.files = files[rank::world_size]
+        self.rows_per_rank = [
+            _count_rows(files[r::world_size]) for r in range(world_size)
+        ]
+        self.rows = self.rows_per_rank[rank]
+        self.shuffle_buffer_rows = shuffle_buffer_rows
+
+    def batches(self, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+        """Yield float32 arrays of shape (batch, n_features), shuffled by ``seed``.
+
+        The last batch of each buffer window may be smaller than ``batch_size``.
+        """
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(self.files))
+        buffer: list[np.ndarray] = []
+        held = 0
+        for index in order:
+            for batch in _read_file(self.files[index]):
+                buffer.append(batch)
+                held += len(batch)
+                if held >= self.shuffle_buffer_rows:
+                    yield from _shuffled_batches(buffer, batch_size, rng)
+                    buffer, held = [], 0
+        if buffer:
+            yield from _shuffled_batches(buffer, batch_size, rng)
+
+
+def _count_rows(files: list[str]) -> int:
+    if not files:
+        return 0
+    return ds.dataset(files, format="parquet").count_rows()
+
+
+def _read_file(path: str) -> Iterator[np.ndarray]:
+    dataset = ds.dataset(path, format="parquet")
+    for record_batch in dataset.to_batches(columns=["features"]):
+        if record_batch.num_rows:
+            yield list_column_to_numpy(record_batch.column(0))
+
+
+def list_column_to_numpy(column: pa.Array) -> np.ndarray:
+    """Turn a ``list<float>`` Arrow column of equal-length rows into a 2-d array.
+
+    Returns a writable float32 array of shape (rows, length): the Arrow buffers
+    are read-only, and torch needs memory it may write to.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    rows = len(column)
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return np.array(values, dtype=np.float32).reshape(rows, -1)
+
+
+def _shuffled_batches(buffer, batch_size, rng):
+    rows = np.concatenate(buffer)
+    rows = rows[rng.permutation(len(rows))]
+    for start in range(0, len(rows), batch_size):
+        yield rows[start : start + batch_size]

@@ -1,0 +1,209 @@
+"""Read a parquet feature table with Spark and check it before any work.
+
+The canonical feature table has one row per item:
+
+========  ==========================  ==========================================
+column    Spark type                  meaning
+========  ==========================  ==========================================
+id        long (or int, string)       unique, stable row id
+features  array<float> (or double)    the feature vector; the same length in
+                                      every row, no null, NaN or infinity
+label     any atomic type, optional   ground truth used only for scoring
+========  ==========================  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.utils import AnalysisException
+
+from deepclust.errors import InputError
+
+_logger = logging.getLogger(__name__)
+
+FEATURE_TABLE_SCHEMA = T.StructType(
+    [
+        T.StructField("id", T.LongType(), nullable=False),
+        T.StructField("features", T.ArrayType(T.FloatType(), False), nullable=False),
+        T.StructField("label", T.LongType(), nullable=True),
+    ]
+)
+
+_ID_TYPES = (T.LongType, T.IntegerType, T.ShortType, T.StringType)
+_FEATURE_ELEMENT_TYPES = (T.FloatType, T.DoubleType)
+_FIX_SCHEMA = (
+    "Write the table with columns id (long), features (array<float>) and an "
+    "optional label, e.g. with `deepclust prepare`."
+)
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    """Facts about a checked feature table.
+
+    Attributes
+    ----------
+    rows : int
+        Number of rows.
+    feature_dim : int
+        Length of every ``features`` array.
+    has_label : bool
+        Whether the table has a ``label`` column.
+    """
+
+    rows: int
+    feature_dim: int
+    has_label: bool
+
+
+def read_feature_table(spark: SparkSession, path: str) -> tuple[DataFrame, TableSummary]:
+    """Read and check a parquet feature table.
+
+    Returns
+    -------
+    df : DataFrame
+        Columns ``id``, ``features`` as ``array<float>`` and ``label`` if the
+        table has one.
+    summary : TableSummary
+
+    Raises
+    ------
+    InputError
+        If the path does not exist or holds no parquet, a column is missing or
+        of the wrong type, the table is empty, an id is null or repeated, or a
+        feature array is null, holds null, NaN or infinity, or differs in
+        length from the others. The message names the column or row id.
+    """
+    try:
+        df = spark.read.parquet(path)
+    except AnalysisException as exc:
+        raise InputError(
+            f"Cannot read the feature table at {path!r}: "
+            f"{_first_line(exc)}. Expected a folder or file of parquet; check "
+            "data.path, or create the table with `deepclust prepare`."
+        ) from exc
+    check_schema(df, path)
+    columns = ["id", "features"] + (["label"] if "label" in df.columns else [])
+    df = df.select(*columns).withColumn(
+        "features", F.col("features").cast(T.ArrayType(T.FloatType()))
+    )
+    summary = check_rows(df, path)
+    return df, summary
+
+
+def check_schema(df: DataFrame, path: str) -> None:
+    """Check the column names and types of a feature table."""
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    for name in ("id", "features"):
+        if name not in fields:
+            raise InputError(
+                f"Missing column {name!r} in the feature table at {path!r}; it has "
+                f"{sorted(fields)}. {_FIX_SCHEMA}"
+            )
+    if not isinstance(fields["id"], _ID_TYPES):
+        raise InputError(
+            f"Invalid type of column 'id' in {path!r}: expected long, int or "
+            f"string, got {fields['id'].simpleString()}. {_FIX_SCHEMA}"
+        )
+    features = fields["features"]
+    if not (
+        isinstance(features, T.ArrayType)
+        and isinstance(features.elementType, _FEATURE_ELEMENT_TYPES)
+    ):
+        raise InputError(
+            f"Invalid type of column 'features' in {path!r}: expected "
+            f"array<float> or array<double>, got {features.simpleString()}. "
+            f"{_FIX_SCHEMA}"
+        )
+    if "label" in fields and not isinstance(fields["label"], T.AtomicType):
+        raise InputError(
+            f"Invalid type of column 'label' in {path!r}: expected an atomic "
+            f"type (long, string, ...), got {fields['label'].simpleString()}. "
+            "Store one label per row, or drop the column."
+        )
+
+
+def check_rows(df: DataFrame, path: str) -> TableSummary:
+    """Check the values of a feature table in one Spark aggregation.
+
+    Only counts and one example id per problem come back to the driver.
+    """
+    bad_value = F.exists(
+        "features",
+        lambda x: x.isNull() | F.isnan(x) | (F.abs(x) == float("inf")),
+    )
+    size = F.size("features")
+    stats = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(F.col("id").isNull().cast("long")).alias("null_ids"),
+        F.first(F.when(F.col("features").isNull(), F.col("id")), True).alias(
+            "null_features_id"
+        ),
+        F.sum(F.col("features").isNull().cast("long")).alias("null_features"),
+        F.first(F.when(bad_value, F.col("id")), True).alias("bad_value_id"),
+        F.sum(bad_value.cast("long")).alias("bad_values"),
+        F.min_by("id", size).alias("shortest_id"),
+        F.min(size).alias("min_size"),
+        F.max_by("id", size).alias("longest_id"),
+        F.max(size).alias("max_size"),
+    ).first()
+
+    if stats["rows"] == 0:
+        raise InputError(
+            f"The feature table at {path!r} is empty: expected at least one row. "
+            "Check data.path and the job that wrote the table."
+        )
+    if stats["null_ids"]:
+        raise InputError(
+            f"Column 'id' in {path!r} has {stats['null_ids']} null value(s): "
+            "expected a unique non-null id per row. Assign ids before clustering."
+        )
+    if stats["null_features"]:
+        raise InputError(
+            f"Column 'features' is null in {stats['null_features']} row(s) of "
+            f"{path!r}, e.g. row id {stats['null_features_id']!r}: expected an "
+            "array in every row. Drop or impute those rows."
+        )
+    if stats["bad_values"]:
+        raise InputError(
+            f"Column 'features' holds null, NaN or infinite values in "
+            f"{stats['bad_values']} row(s) of {path!r}, e.g. row id "
+            f"{stats['bad_value_id']!r}: expected finite numbers. Drop or "
+            "impute those values."
+        )
+    if stats["min_size"] != stats["max_size"]:
+        raise InputError(
+            f"Column 'features' has arrays of different lengths in {path!r}: "
+            f"row id {stats['shortest_id']!r} has {stats['min_size']} values and "
+            f"row id {stats['longest_id']!r} has {stats['max_size']}. Expected "
+            "the same length in every row; pad or resample the features."
+        )
+    if stats["min_size"] == 0:
+        raise InputError(
+            f"Column 'features' has empty arrays in {path!r}, e.g. row id "
+            f"{stats['shortest_id']!r}: expected at least one value per row."
+        )
+    duplicate = (
+        df.groupBy("id").count().filter(F.col("count") > 1).limit(1).collect()
+    )
+    if duplicate:
+        row = duplicate[0]
+        raise InputError(
+            f"Column 'id' in {path!r} repeats: id {row['id']!r} occurs "
+            f"{row['count']} times. Expected unique ids; deduplicate the table."
+        )
+    return TableSummary(
+        rows=stats["rows"],
+        feature_dim=stats["min_size"],
+        has_label="label" in df.columns,
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Pipelines: the deepclust stages composed into jobs."""

@@ -1,0 +1,299 @@
+"""The training job: read, train, embed, cluster, evaluate, track.
+
+Everything is written under a staging folder beside ``output.path`` and moved
+into place only after every stage succeeded, so a failed job leaves the
+earlier output as it was. Output layout::
+
+    <output.path>/embeddings/   id, embedding (array<float>)
+    <output.path>/assignments/  id, cluster (int), distance (double)
+    <output.path>/centroids/    cluster (int), centroid (array<double>), size (long)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import mlflow
+import yaml
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from deepclust.cluster import assign_clusters, fit_kmeans
+from deepclust.config import (
+    JobConfig,
+    apply_overrides,
+    parse_config,
+    read_yaml,
+)
+from deepclust.embed import embed_table
+from deepclust.errors import InputError
+from deepclust.evaluate import evaluate_assignments
+from deepclust.models import ModelSpec
+from deepclust.read import TableSummary, read_feature_table
+from deepclust.storage import delete_path, path_exists, publish, qualify, staging_path
+from deepclust.track import StageTimer, job_run, resolve_tracking_uri
+from deepclust.track.mlflow_run import log_bytes, log_json, log_loss_curve
+from deepclust.train import train_autoencoder
+from deepclust.train.distributed import write_snapshot
+
+_logger = logging.getLogger("deepclust.pipeline")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished training job produced.
+
+    Attributes
+    ----------
+    run_id : str
+        MLflow run id.
+    metrics : dict
+        Final metrics: ``silhouette``, ``inertia`` and, with labels, ``acc``,
+        ``nmi``, ``ari``.
+    seconds : dict
+        Wall seconds per stage.
+    output_path : str
+        Qualified URI of the output folder.
+    """
+
+    run_id: str
+    metrics: dict
+    seconds: dict
+    output_path: str
+
+
+def run_training_job(
+    spark: SparkSession, config_path: str, overrides: list[str] = ()
+) -> JobResult:
+    """Run the training job described by a YAML config file.
+
+    Parameters
+    ----------
+    config_path : str
+        Path of the YAML config (see ``conf/``).
+    overrides : list of str
+        ``section.key=value`` items applied over the file.
+
+    Raises
+    ------
+    ConfigError, InputError
+        For a bad config or feature table, before any output is written.
+    TrainingError
+        With the failing rank's error.
+
+    In every case the MLflow run is marked FAILED and no output is written.
+    """
+    raw = _read_raw_config(config_path)
+    tracking = raw.get("tracking") if isinstance(raw.get("tracking"), dict) else {}
+    uri = resolve_tracking_uri(_string_or_none(tracking.get("uri")))
+    experiment = _string_or_none(tracking.get("experiment")) or "deepclust"
+    run_name = _string_or_none(tracking.get("run_name"))
+    with job_run(uri, experiment, run_name, tags={"deepclust.job": "train"}) as run:
+        if os.path.isfile(config_path):
+            mlflow.log_artifact(config_path, artifact_path="config")
+        config = parse_config(apply_overrides(raw, list(overrides)))
+        mlflow.log_params(config.flat_params())
+        mlflow.log_text(yaml.safe_dump(config.to_dict()), "config/effective.yaml")
+        return _run_stages(spark, config, run.info.run_id)
+
+
+def _run_stages(spark: SparkSession, config: JobConfig, run_id: str) -> JobResult:
+    output_path = qualify(spark, config.output.path)
+    if path_exists(spark, output_path) and not config.output.overwrite:
+        raise InputError(
+            f"Output path {config.output.path!r} already exists. Set "
+            "output.overwrite: true to replace it, or choose another output.path."
+        )
+    timer = StageTimer()
+    staging = staging_path(spark, output_path)
+    try:
+        metrics = _stages_into(spark, config, staging, timer)
+        delete_path(spark, f"{staging}/_train")
+        publish(spark, staging, output_path)
+    finally:
+        delete_path(spark, staging)
+
+    for name, seconds in timer.seconds.items():
+        mlflow.log_metric(f"seconds_{name}", seconds)
+    mlflow.log_metrics(metrics)
+    log_json(
+        {"run_id": run_id, "metrics": metrics, "seconds": timer.seconds},
+        "summary.json",
+    )
+    _logger.info("output: %s", output_path)
+    return JobResult(run_id, metrics, dict(timer.seconds), output_path)
+
+
+def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> dict:
+    with timer.stage("read") as stage:
+        df, summary = read_feature_table(spark, config.data.path)
+        stage["rows"] = summary.rows
+    check_table_fits_config(config, summary)
+    mlflow.log_metrics({"rows": summary.rows, "feature_dim": summary.feature_dim})
+
+    with timer.stage("train") as stage:
+        spec = _model_spec(df, config, summary)
+        snapshot = f"{staging}/_train/snapshot"
+        num_files = config.train.num_processes * config.train.shards_per_process
+        write_snapshot(df, snapshot, num_files)
+        result = train_autoencoder(
+            spark,
+            snapshot,
+            spec,
+            config.train,
+            config.seed,
+            error_dir=f"{staging}/_train/errors",
+            image_shape=config.data.image_shape,
+        )
+        stage["rows"] = sum(result.rows_per_rank)
+    _log_training(spec, result)
+
+    with timer.stage("embed") as stage:
+        embed_table(df, spec, result.weights, config.embed.batch_rows).write.parquet(
+            f"{staging}/embeddings"
+        )
+        embeddings = spark.read.parquet(f"{staging}/embeddings")
+        stage["rows"] = _check_rows("embed", embeddings.count(), summary.rows)
+
+    with timer.stage("cluster") as stage:
+        fitted = fit_kmeans(embeddings, config.cluster, config.seed, summary.rows)
+        assign_clusters(embeddings, fitted.centroids).write.parquet(
+            f"{staging}/assignments"
+        )
+        assignments = spark.read.parquet(f"{staging}/assignments")
+        stage["rows"] = _check_rows("cluster", assignments.count(), summary.rows)
+        sizes = _write_centroids(spark, assignments, fitted.centroids, staging)
+
+    with timer.stage("evaluate") as stage:
+        labels = df.select("id", "label") if summary.has_label else None
+        metrics = evaluate_assignments(assignments, embeddings, labels)
+        stage["rows"] = summary.rows
+    metrics.update(
+        inertia=fitted.inertia,
+        kmeans_iterations=float(fitted.iterations),
+        smallest_cluster=float(min(sizes)),
+        largest_cluster=float(max(sizes)),
+    )
+    log_json(
+        {"centroids": fitted.centroids, "sizes": sizes, "seed": fitted.seed},
+        "centroids.json",
+    )
+    return metrics
+
+
+def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
+    """Check what the config says about the table against the table itself.
+
+    Raises
+    ------
+    InputError
+        If ``cluster.k`` exceeds the rows, or ``data.image_shape`` does not
+        multiply to the feature length.
+    """
+    if config.cluster.k > summary.rows:
+        raise InputError(
+            f"Invalid config key cluster.k: expected at most the number of rows "
+            f"({summary.rows}) in {config.data.path!r}, got {config.cluster.k}. "
+            "Lower cluster.k or use a larger table."
+        )
+    shape = config.data.image_shape
+    if shape is not None:
+        size = shape[0] * shape[1] * shape[2]
+        if size != summary.feature_dim:
+            raise InputError(
+                f"Invalid config key data.image_shape: {list(shape)} holds {size} "
+                f"values, but rows of {config.data.path!r} have "
+                f"{summary.feature_dim}. Set it to [channels, height, width] with "
+                "channels x height x width equal to the feature length."
+            )
+    if config.train.shift_pixels and shape is None:
+        raise InputError(
+            f"Invalid config key train.shift_pixels: {config.train.shift_pixels} "
+            "needs data.image_shape to know the image layout. Set "
+            "data.image_shape: [channels, height, width] or train.shift_pixels: 0."
+        )
+
+
+def _model_spec(df, config: JobConfig, summary: TableSummary) -> ModelSpec:
+    shift = scale = None
+    if config.model.scaling != "none":
+        shift, scale = _scaling(df, config.model.scaling)
+    return ModelSpec(
+        family=config.model.family,
+        input_dim=summary.feature_dim,
+        hidden_dims=tuple(config.model.hidden_dims),
+        embedding_dim=config.model.embedding_dim,
+        shift=shift,
+        scale=scale,
+    )
+
+
+def _scaling(df, method: str) -> tuple[tuple, tuple]:
+    """Compute per-feature shift and scale with one MLlib Summarizer pass."""
+    vectors = df.select(array_to_vector("features").alias("v"))
+    if method == "standard":
+        row = vectors.select(
+            Summarizer.mean(F.col("v")).alias("a"), Summarizer.std(F.col("v")).alias("b")
+        ).first()
+        shift, scale = row["a"].toArray(), row["b"].toArray()
+    else:
+        row = vectors.select(
+            Summarizer.min(F.col("v")).alias("a"), Summarizer.max(F.col("v")).alias("b")
+        ).first()
+        shift, scale = row["a"].toArray(), row["b"].toArray() - row["a"].toArray()
+    # A constant feature keeps scale 1 instead of dividing by zero.
+    scale = [float(s) if s > 1e-12 else 1.0 for s in scale]
+    return tuple(float(v) for v in shift), tuple(scale)
+
+
+def _log_training(spec: ModelSpec, result) -> None:
+    for epoch, loss in enumerate(result.losses, start=1):
+        mlflow.log_metric("train_loss", loss, step=epoch)
+    mlflow.log_metrics(
+        {"train_seconds_in_loop": result.seconds, "final_train_loss": result.losses[-1]}
+    )
+    mlflow.set_tag("deepclust.backend", result.backend)
+    log_loss_curve(result.losses)
+    log_bytes(result.weights, "model/autoencoder.pt")
+    mlflow.log_text(spec.to_json(), "model/spec.json")
+
+
+def _write_centroids(spark, assignments, centroids, staging) -> list[int]:
+    counts = dict(assignments.groupBy("cluster").count().collect())
+    sizes = [int(counts.get(c, 0)) for c in range(len(centroids))]
+    rows = [
+        (c, [float(v) for v in centroids[c]], sizes[c]) for c in range(len(centroids))
+    ]
+    spark.createDataFrame(
+        rows, "cluster int, centroid array<double>, size long"
+    ).coalesce(1).write.parquet(f"{staging}/centroids")
+    empty = [c for c, size in enumerate(sizes) if size == 0]
+    if empty:
+        _logger.warning("cluster: cluster(s) %s received no rows", empty)
+    return sizes
+
+
+def _check_rows(stage: str, rows_out: int, rows_in: int) -> int:
+    if rows_out != rows_in:
+        raise RuntimeError(
+            f"Stage {stage} produced {rows_out} rows from {rows_in}; every row "
+            "must come out once. This is a bug in deepclust; please report it."
+        )
+    return rows_out
+
+
+def _read_raw_config(config_path: str) -> dict:
+    try:
+        return read_yaml(config_path)
+    except InputError:
+        # Record the failure in MLflow too, in the default experiment.
+        with job_run(resolve_tracking_uri(None), "deepclust", None, {"deepclust.job": "train"}):
+            raise
+
+
+def _string_or_none(value):
+    return value if isinstance(value, str) and value.strip() else None
