@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--overwrite", action="store_true", help="replace an existing output folder"
     )
-    prepare.add_argument("--master", default=None, help="Spark master (default: local[*])")
+    prepare.add_argument(
+        "--master", default=None, help="Spark master (default: local[*])"
+    )
 
     train = commands.add_parser(
         "train", help="train, embed, cluster and evaluate, tracked in MLflow"
@@ -98,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override a config value; repeatable, e.g. --set train.epochs=5",
     )
-    train.add_argument("--master", default=None, help="Spark master (default: local[*])")
+    train.add_argument(
+        "--master", default=None, help="Spark master (default: local[*])"
+    )
     return parser
 
 

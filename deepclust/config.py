@@ -124,7 +124,9 @@ class TrainConfig:
     """Autoencoder training with TorchDistributor."""
 
     epochs: int = _option(50, _int(low=1, high=100_000))
-    batch_size: int = _option(256, _int(low=1, high=1_000_000))
+    batch_size: int = _option(
+        256, _int(low=1, high=1_000_000), "global batch, split across the ranks"
+    )
     learning_rate: float = _option(1e-3, _float(low=0, high=10, low_open=True))
     weight_decay: float = _option(0.0, _float(low=0, high=1))
     num_processes: int = _option(2, _int(low=1, high=4096))

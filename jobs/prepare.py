@@ -1,6 +1,6 @@
 """spark-submit entry point that writes a canonical feature table.
 
-    spark-submit jobs/prepare.py mnist --output data/tables/mnist-test
+spark-submit jobs/prepare.py mnist --output data/tables/mnist-test
 """
 
 import sys

@@ -237,7 +237,8 @@ def _scaling(df, method: str) -> tuple[tuple, tuple]:
     vectors = df.select(array_to_vector("features").alias("v"))
     if method == "standard":
         row = vectors.select(
-            Summarizer.mean(F.col("v")).alias("a"), Summarizer.std(F.col("v")).alias("b")
+            Summarizer.mean(F.col("v")).alias("a"),
+            Summarizer.std(F.col("v")).alias("b"),
         ).first()
         shift, scale = row["a"].toArray(), row["b"].toArray()
     else:
@@ -291,7 +292,9 @@ def _read_raw_config(config_path: str) -> dict:
         return read_yaml(config_path)
     except InputError:
         # Record the failure in MLflow too, in the default experiment.
-        with job_run(resolve_tracking_uri(None), "deepclust", None, {"deepclust.job": "train"}):
+        with job_run(
+            resolve_tracking_uri(None), "deepclust", None, {"deepclust.job": "train"}
+        ):
             raise
 
 

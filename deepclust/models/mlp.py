@@ -14,7 +14,7 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     unbounded.
     """
     layers: list[nn.Module] = []
-    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(nn.Linear(n_in, n_out))
         if index < len(sizes) - 2:
             layers.append(nn.ReLU())

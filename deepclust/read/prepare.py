@@ -176,4 +176,3 @@ def _find_idx(folder: str, stem: str) -> str:
         if os.path.isfile(full):
             return full
     return os.path.join(folder, stem + ".gz")
-

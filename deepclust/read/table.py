@@ -61,7 +61,9 @@ class TableSummary:
     has_label: bool
 
 
-def read_feature_table(spark: SparkSession, path: str) -> tuple[DataFrame, TableSummary]:
+def read_feature_table(
+    spark: SparkSession, path: str
+) -> tuple[DataFrame, TableSummary]:
     """Read and check a parquet feature table.
 
     Returns
@@ -188,9 +190,7 @@ def check_rows(df: DataFrame, path: str) -> TableSummary:
             f"Column 'features' has empty arrays in {path!r}, e.g. row id "
             f"{stats['shortest_id']!r}: expected at least one value per row."
         )
-    duplicate = (
-        df.groupBy("id").count().filter(F.col("count") > 1).limit(1).collect()
-    )
+    duplicate = df.groupBy("id").count().filter(F.col("count") > 1).limit(1).collect()
     if duplicate:
         row = duplicate[0]
         raise InputError(

@@ -58,9 +58,9 @@ def write_snapshot(features: DataFrame, path: str, num_files: int) -> None:
 
     Labels never enter the snapshot, so training cannot see them.
     """
-    features.select("features").repartition(num_files).write.mode(
-        "overwrite"
-    ).parquet(path)
+    features.select("features").repartition(num_files).write.mode("overwrite").parquet(
+        path
+    )
 
 
 def check_task_slots(spark: SparkSession, settings: TrainConfig) -> None:
@@ -130,18 +130,29 @@ def train_autoencoder(
         settings.use_gpu,
         settings.epochs,
     )
-    distributor = TorchDistributor(
-        num_processes=settings.num_processes,
-        local_mode=settings.local_mode,
-        use_gpu=settings.use_gpu,
-    )
+    try:
+        distributor = TorchDistributor(
+            num_processes=settings.num_processes,
+            local_mode=settings.local_mode,
+            use_gpu=settings.use_gpu,
+        )
+    except RuntimeError as exc:
+        # TorchDistributor checks the GPU resources of the driver or the tasks.
+        raise TrainingError(
+            f"Invalid train.use_gpu {settings.use_gpu}: {exc} Set train.use_gpu: "
+            "false, or configure GPU resources (spark.driver.resource.gpu.amount "
+            "for local_mode, spark.task.resource.gpu.amount otherwise)."
+        ) from exc
     try:
         output = distributor.run(train_on_rank, request)
     except Exception as exc:
         rank_error = read_rank_error(request["error_dir"])
         if rank_error:
+            rank, trace = rank_error
+            last_line = trace.strip().splitlines()[-1]
             raise TrainingError(
-                f"Training failed on rank {rank_error[0]}:\n{rank_error[1]}"
+                f"Training failed on rank {rank}: {last_line}\n"
+                f"Traceback of rank {rank}:\n{trace}"
             ) from exc
         raise TrainingError(
             f"Training failed before any rank reported an error: {exc}"

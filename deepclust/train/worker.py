@@ -100,6 +100,9 @@ def _train(request: dict, rank: int) -> dict:
     image_shape = request["image_shape"]
     max_shift = settings["shift_pixels"]
 
+    # train.batch_size is the global batch, split across the ranks, so the
+    # number of optimizer steps per epoch does not depend on num_processes.
+    rank_batch = max(1, -(-settings["batch_size"] // world_size))
     losses = []
     started = time.perf_counter()
     epochs = settings["epochs"]
@@ -109,7 +112,7 @@ def _train(request: dict, rank: int) -> dict:
         ddp.train()
         # join() lets ranks with fewer batches stop early without a hang.
         with ddp.join():
-            batches = reader.batches(settings["batch_size"], seed + 7919 * epoch + rank)
+            batches = reader.batches(rank_batch, seed + 7919 * epoch + rank)
             for batch in batches:
                 x = torch.from_numpy(batch)
                 if max_shift:
@@ -168,4 +171,7 @@ def _write_error(error_dir: str, rank: int, text: str) -> None:
         with fs.open_output_stream(f"{base}/rank-{rank}.txt") as stream:
             stream.write(text.encode("utf-8"))
     except Exception as exc:  # noqa: BLE001 - the training error matters more
-        print(f"deepclust: could not record the error of rank {rank}: {exc}", file=sys.stderr)
+        print(
+            f"deepclust: could not record the error of rank {rank}: {exc}",
+            file=sys.stderr,
+        )

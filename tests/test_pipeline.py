@@ -1,0 +1,206 @@
+"""End-to-end runs of the training job on real data, with a real MLflow store."""
+
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from deepclust.errors import ConfigError, InputError, TrainingError
+from pipelines.train import run_training_job
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.slow
+
+
+def small_config(tmp_path, table, output_path, **sections):
+    values = {
+        "data": {"path": table},
+        "model": {"hidden_dims": [64, 32], "embedding_dim": 8},
+        "train": {"epochs": 3, "batch_size": 64, "num_processes": 2},
+        "cluster": {"k": 10},
+        "output": {"path": str(output_path)},
+        "tracking": {"experiment": "tests"},
+        "seed": 0,
+    }
+    for name, updates in sections.items():
+        values.setdefault(name, {}).update(updates)
+    return write_config(tmp_path / "job.yaml", **values)
+
+
+def last_run(tracking_uri, experiment="tests"):
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], order_by=["start_time DESC"])[0]
+
+
+def test_digits_end_to_end(spark, tracking_uri, tmp_path, digits_table):
+    output = tmp_path / "out"
+    config = small_config(
+        tmp_path,
+        digits_table,
+        output,
+        train={"epochs": 25, "shift_pixels": 1},
+        data={"image_shape": [1, 8, 8]},
+        cluster={"n_init": 2},
+    )
+    result = run_training_job(spark, config)
+
+    # Chance level for 10 balanced classes is ACC 0.1 and NMI 0.
+    assert result.metrics["acc"] > 0.5
+    assert result.metrics["nmi"] > 0.5
+    assert -1.0 <= result.metrics["silhouette"] <= 1.0
+
+    embeddings = spark.read.parquet(str(output / "embeddings"))
+    assignments = spark.read.parquet(str(output / "assignments"))
+    centroids = spark.read.parquet(str(output / "centroids"))
+    assert embeddings.count() == 1797
+    assert assignments.select("id").distinct().count() == 1797
+    assert set(assignments.columns) == {"id", "cluster", "distance"}
+    assert centroids.count() == 10
+    assert sum(r["size"] for r in centroids.collect()) == 1797
+    assert sorted(os.listdir(output)) == ["assignments", "centroids", "embeddings"]
+    assert not [p for p in os.listdir(tmp_path) if "staging" in p]
+
+    run = last_run(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id == result.run_id
+    assert run.data.params["train.epochs"] == "25"
+    assert run.data.params["model.hidden_dims"] == "(64, 32)"
+    history = MlflowClient(tracking_uri).get_metric_history(
+        run.info.run_id, "train_loss"
+    )
+    assert [m.step for m in history] == list(range(1, 26))
+    assert history[-1].value < history[0].value
+    artifacts = {
+        a.path for a in MlflowClient(tracking_uri).list_artifacts(run.info.run_id)
+    } | {
+        a.path
+        for a in MlflowClient(tracking_uri).list_artifacts(run.info.run_id, "model")
+    }
+    for expected in (
+        "loss_curve.png",
+        "centroids.json",
+        "model/autoencoder.pt",
+        "config",
+    ):
+        assert expected in artifacts
+
+
+def test_same_seed_same_assignments(spark, tracking_uri, tmp_path, iris_table):
+    outputs = []
+    for name in ("first", "second"):
+        config = small_config(
+            tmp_path,
+            iris_table,
+            tmp_path / name,
+            model={"hidden_dims": [8], "embedding_dim": 2, "scaling": "standard"},
+            train={"epochs": 5, "batch_size": 16},
+            cluster={"k": 3},
+        )
+        run_training_job(spark, config)
+        rows = spark.read.parquet(str(tmp_path / name / "assignments")).collect()
+        outputs.append(sorted((r["id"], r["cluster"]) for r in rows))
+    assert outputs[0] == outputs[1]
+
+
+def bad_table(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    features = [[0.0, 1.0]] * 9 + [[float("nan"), 1.0]]
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(range(10), pa.int64()),
+                "features": pa.array(features, pa.list_(pa.float32())),
+            }
+        ),
+        folder / "part-0.parquet",
+    )
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    "case, error, pattern",
+    [
+        ("nan", InputError, r"null, NaN or infinite.*row id 9"),
+        ("missing path", InputError, r"Cannot read the feature table"),
+        (
+            "k too large",
+            InputError,
+            r"cluster.k: expected at most the number of rows \(150\)",
+        ),
+        ("unknown key", ConfigError, r"Unknown config key 'train.epoks'"),
+        ("out of range", ConfigError, r"config key train.batch_size.*got 0"),
+        ("image shape", InputError, r"data.image_shape: \[1, 2, 3\] holds 6 values"),
+    ],
+)
+def test_bad_input_fails_run_and_writes_nothing(
+    spark, tracking_uri, tmp_path, iris_table, case, error, pattern
+):
+    output = tmp_path / "out"
+    table = {"nan": bad_table(tmp_path), "missing path": str(tmp_path / "no")}.get(
+        case, iris_table
+    )
+    sections = {
+        "k too large": {"cluster": {"k": 151}},
+        "unknown key": {"train": {"epoks": 1}},
+        "out of range": {"train": {"batch_size": 0}},
+        "image shape": {"data": {"image_shape": [1, 2, 3]}},
+    }.get(case, {})
+    config = small_config(tmp_path, table, output, **sections)
+
+    with pytest.raises(error, match=pattern):
+        run_training_job(spark, config)
+
+    assert not output.exists()
+    assert not [p for p in os.listdir(tmp_path) if "staging" in p]
+    run = last_run(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert "deepclust.error" in run.data.tags
+
+
+def test_existing_output_kept_on_failure(spark, tracking_uri, tmp_path, iris_table):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("earlier result")
+    config = small_config(
+        tmp_path, bad_table(tmp_path), output, output={"overwrite": True}
+    )
+    with pytest.raises(InputError):
+        run_training_job(spark, config)
+    assert (output / "keep.txt").read_text() == "earlier result"
+
+
+def test_existing_output_needs_overwrite(spark, tracking_uri, tmp_path, iris_table):
+    output = tmp_path / "out"
+    output.mkdir()
+    config = small_config(tmp_path, iris_table, output)
+    with pytest.raises(InputError, match=r"already exists.*output.overwrite: true"):
+        run_training_job(spark, config)
+
+
+def test_gpu_request_without_gpu(spark, tracking_uri, tmp_path, iris_table):
+    config = small_config(
+        tmp_path,
+        iris_table,
+        tmp_path / "out",
+        train={"use_gpu": True},
+        cluster={"k": 3},
+    )
+    with pytest.raises(TrainingError, match=r"train.use_gpu.*Set train.use_gpu: false"):
+        run_training_job(spark, config)
+    assert last_run(tracking_uri).info.status == "FAILED"
+
+
+def test_too_many_processes_fail_fast(spark, tracking_uri, tmp_path, iris_table):
+    config = small_config(
+        tmp_path,
+        iris_table,
+        tmp_path / "out",
+        train={"num_processes": 3, "local_mode": False},
+        cluster={"k": 3},
+    )
+    with pytest.raises(TrainingError, match=r"num_processes 3.*2 free task slot"):
+        run_training_job(spark, config)
