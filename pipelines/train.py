@@ -186,7 +186,7 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
 
 
 def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
-    """Check what the config says about the table against the table itself.
+    """Check the config's statements about the table against the table itself.
 
     Raises
     ------
@@ -205,7 +205,7 @@ def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
         size = shape[0] * shape[1] * shape[2]
         if size != summary.feature_dim:
             raise InputError(
-                f"Invalid config key data.image_shape: {list(shape)} holds {size} "
+                f"Invalid config key data.image_shape: {list(shape)} has {size} "
                 f"values, but rows of {config.data.path!r} have "
                 f"{summary.feature_dim}. Set it to [channels, height, width] with "
                 "channels x height x width equal to the feature length."

@@ -133,7 +133,7 @@ def bad_table(tmp_path):
         ),
         ("unknown key", ConfigError, r"Unknown config key 'train.epoks'"),
         ("out of range", ConfigError, r"config key train.batch_size.*got 0"),
-        ("image shape", InputError, r"data.image_shape: \[1, 2, 3\] holds 6 values"),
+        ("image shape", InputError, r"data.image_shape: \[1, 2, 3\] has 6 values"),
     ],
 )
 def test_bad_input_fails_run_and_writes_nothing(

@@ -142,7 +142,8 @@ def test_prepared_ids_are_stable(spark, digits_table):
 def test_mnist_idx_files():
     features, labels = load_source("mnist", "data/mnist")
     assert features.shape == (10000, 784)
-    assert features.min() >= 0.0 and features.max() <= 1.0
+    assert features.min() >= 0.0
+    assert features.max() <= 1.0
     assert np.bincount(labels).tolist() == [
         980,
         1135,

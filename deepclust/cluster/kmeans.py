@@ -57,8 +57,8 @@ def fit_kmeans(
     """
     if settings.k > rows:
         raise InputError(
-            f"Invalid config key cluster.k: expected at most the number of rows "
-            f"({rows}), got {settings.k}. Lower cluster.k or use a larger table."
+            f"Invalid cluster.k: expected at most the number of rows ({rows}), "
+            f"got {settings.k}. Lower cluster.k or use a larger table."
         )
     vectors = embeddings.select(array_to_vector("embedding").alias("vector")).cache()
     try:

@@ -54,7 +54,7 @@ def read_idx(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise InputError(
             f"IDX file not found: {path!r}. Pass --source with the folder that "
-            f"holds {MNIST_IMAGES}.gz and {MNIST_LABELS}.gz."
+            f"contains {MNIST_IMAGES}.gz and {MNIST_LABELS}.gz."
         )
     opener = gzip.open if path.endswith(".gz") else open
     try:
@@ -76,7 +76,7 @@ def read_idx(path: str) -> np.ndarray:
     if len(data) - header != expected:
         raise InputError(
             f"Invalid IDX file {path!r}: the header declares shape {shape} "
-            f"({expected} bytes of data), but the file holds {len(data) - header}. "
+            f"({expected} bytes of data), but the file contains {len(data) - header}. "
             "The file is truncated or corrupted; copy it again."
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)

@@ -76,10 +76,10 @@ def read_feature_table(
     Raises
     ------
     InputError
-        If the path does not exist or holds no parquet, a column is missing or
-        of the wrong type, the table is empty, an id is null or repeated, or a
-        feature array is null, holds null, NaN or infinity, or differs in
-        length from the others. The message names the column or row id.
+        If the path does not exist or contains no parquet, a column is missing
+        or of the wrong type, the table is empty, an id is null or repeated,
+        or a feature array is null, contains null, NaN or infinity, or differs
+        in length from the others. The message names the column or row id.
     """
     try:
         df = spark.read.parquet(path)
@@ -173,7 +173,7 @@ def check_rows(df: DataFrame, path: str) -> TableSummary:
         )
     if stats["bad_values"]:
         raise InputError(
-            f"Column 'features' holds null, NaN or infinite values in "
+            f"Column 'features' contains null, NaN or infinite values in "
             f"{stats['bad_values']} row(s) of {path!r}, e.g. row id "
             f"{stats['bad_value_id']!r}: expected finite numbers. Drop or "
             "impute those values."

@@ -174,7 +174,7 @@ def read_rank_error(error_dir: str) -> tuple[int, str] | None:
     """Return ``(rank, traceback)`` of the rank that failed first, or None.
 
     When one rank fails, the others fail soon after with connection errors, so
-    the earliest file holds the cause.
+    the earliest file contains the cause.
     """
     try:
         fs, base = pafs.FileSystem.from_uri(error_dir)
