@@ -6,7 +6,7 @@ NMI, ARI and the seconds per step. It shares the model code with deepclust
 (:func:`deepclust.models.build_autoencoder`) but no Spark, DDP or MLflow, so
 the two differ only in the machinery around the model.
 
-    .venv/bin/python benchmarks/plain_mnist.py [--config conf/mnist_mlp.yaml]
+    .venv/bin/python benchmarks/plain_mnist.py [--config CONF] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from deepclust.train.augment import random_shift
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="conf/mnist_mlp.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     torch.set_num_threads(args.threads)
     torch.manual_seed(config.seed)
 

@@ -1,0 +1,89 @@
+"""Benchmark: the KMeans stage (MLlib) against scikit-learn on the same points.
+
+Generates ``rows`` points in 10 dimensions around 10 Gaussian centres, writes
+them as an ``embedding`` parquet table, and times deepclust's
+:func:`deepclust.cluster.fit_kmeans` (Spark ``local[*]``) and scikit-learn's
+``KMeans(n_init=1)`` on the same points; prints time and inertia of both.
+
+    .venv/bin/python benchmarks/kmeans_vs_sklearn.py --rows 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.cluster import KMeans
+
+from deepclust.cli import build_session, configure_logging
+from deepclust.cluster import fit_kmeans
+from deepclust.config import ClusterConfig
+from deepclust.embed.spark import fixed_rows_to_list
+
+
+def make_points(rows: int, dims: int, k: int, seed: int) -> np.ndarray:
+    """Return ``rows`` float32 points around ``k`` random centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=5.0, size=(k, dims))
+    labels = rng.integers(0, k, rows)
+    return (centres[labels] + rng.normal(size=(rows, dims))).astype(np.float32)
+
+
+def write_points(points: np.ndarray, folder: str, files: int) -> None:
+    """Write points as ``id``, ``embedding`` parquet files."""
+    os.makedirs(folder)
+    for index, part in enumerate(np.array_split(points, files)):
+        table = pa.table(
+            {
+                "id": pa.array(np.arange(len(part), dtype=np.int64)),
+                "embedding": fixed_rows_to_list(part),
+            }
+        )
+        pq.write_table(table, os.path.join(folder, f"part-{index:04d}.parquet"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--dims", type=int, default=10)
+    parser.add_argument("--max-iter", type=int, default=100)
+    parser.add_argument("--tol", type=float, default=1e-4)
+    args = parser.parse_args(argv)
+    configure_logging()
+    spark = build_session("deepclust-kmeans-benchmark")
+    settings = ClusterConfig(k=args.k, max_iter=args.max_iter, tol=args.tol)
+    print("| rows | MLlib s | sklearn s | time ratio | MLlib inertia / sklearn |")
+    print("| --- | --- | --- | --- | --- |")
+    for rows in args.rows:
+        points = make_points(rows, args.dims, args.k, seed=rows)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "points")
+            write_points(points, path, files=spark.sparkContext.defaultParallelism)
+            embeddings = spark.read.parquet(path)
+            started = time.perf_counter()
+            fitted = fit_kmeans(embeddings, settings, seed=0, rows=rows)
+            spark_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        reference = KMeans(
+            args.k, n_init=1, max_iter=args.max_iter, tol=args.tol, random_state=0
+        ).fit(points)
+        sklearn_seconds = time.perf_counter() - started
+        print(
+            f"| {rows} | {spark_seconds:.2f} | {sklearn_seconds:.2f} "
+            f"| {spark_seconds / sklearn_seconds:.1f} "
+            f"| {fitted.inertia / reference.inertia_:.4f} |",
+            flush=True,
+        )
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
