@@ -1,10 +1,10 @@
 """Benchmark: the Spark embedding stage against plain torch on the same rows.
 
-Writes ``rows`` random feature rows as a parquet table, then times
-(a) deepclust's :func:`deepclust.embed.embed_table` writing its output with
-Spark's no-op sink (``local[*]``), and (b) the same encoder applied by plain
-single-process torch with as many threads as Spark has cores, to the rows
-already in memory. Prints rows per second of both and their ratio.
+Writes ``rows`` random feature rows as a parquet table and times two runs.
+First, deepclust's :func:`deepclust.embed.embed_table` writes its output to
+Spark's no-op sink (``local[*]``). Second, plain single-process torch applies
+the same encoder, with as many threads as Spark has cores, to the rows already
+in memory. Prints rows per second of both and their ratio.
 
     .venv/bin/python benchmarks/embed_throughput.py --rows 1000000
 """

@@ -99,7 +99,7 @@ def _option(default, check, help_text=""):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the feature table is and how its features are shaped."""
+    """Location of the feature table and the shape of its features."""
 
     path: str = _option(None, _str(), "parquet feature table (id, features[, label])")
     image_shape: tuple | None = _option(
@@ -158,7 +158,7 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """Where the job writes its parquet outputs."""
+    """Location of the job's parquet outputs."""
 
     path: str = _option(None, _str(), "folder for embeddings, assignments, centroids")
     overwrite: bool = _option(False, _bool())

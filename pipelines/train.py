@@ -45,7 +45,7 @@ _logger = logging.getLogger("deepclust.pipeline")
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a finished training job produced.
+    """Outputs and figures of a finished training job.
 
     Attributes
     ----------

@@ -76,10 +76,10 @@ def read_feature_table(
     Raises
     ------
     InputError
-        If the path does not exist or contains no parquet, a column is missing
-        or of the wrong type, the table is empty, an id is null or repeated,
-        or a feature array is null, contains null, NaN or infinity, or differs
-        in length from the others. The message names the column or row id.
+        If the path does not exist or contains no parquet, or a column is
+        missing or of the wrong type. Also if the table is empty, an id is
+        null or repeated, or a feature array is null, contains null, NaN or
+        infinity, or differs in length from the others. The message names the column or row id.
     """
     try:
         df = spark.read.parquet(path)

@@ -64,7 +64,7 @@ def write_snapshot(features: DataFrame, path: str, num_files: int) -> None:
 
 
 def check_task_slots(spark: SparkSession, settings: TrainConfig) -> None:
-    """Fail fast when barrier mode asks for more ranks than free task slots.
+    """Fail fast when barrier mode requests more ranks than free task slots.
 
     Raises
     ------
