@@ -79,7 +79,8 @@ def read_feature_table(
         If the path does not exist or contains no parquet, or a column is
         missing or of the wrong type. Also if the table is empty, an id is
         null or repeated, or a feature array is null, contains null, NaN or
-        infinity, or differs in length from the others. The message names the column or row id.
+        infinity, or differs in length from the others. The message names the
+        column or row id.
     """
     try:
         df = spark.read.parquet(path)
