@@ -38,8 +38,8 @@ def build_session(app_name: str, master: str | None = None):
     Raises
     ------
     ServiceUnavailableError
-        If a standalone master does not answer, or starts no executor in time;
-        the session is stopped first.
+        If a standalone master does not respond or starts no executor in time.
+        The session is stopped first.
     """
     from pyspark.sql import SparkSession
 

@@ -38,4 +38,4 @@ def invalid(name, value, expected, fix, cls=InputError):
 
 
 class ServiceUnavailableError(DeepClustError, ConnectionError):
-    """A Spark master or MLflow tracking server did not answer in time."""
+    """A Spark master or MLflow tracking server did not respond in time."""

@@ -1,4 +1,4 @@
-"""Checks that the services a job depends on answer, run before the job starts.
+"""Check that the services of a job respond, before the job starts.
 
 Without them an unreachable standalone master costs a minute of registration
 retries before Spark gives up with "All masters are unresponsive", a master
@@ -60,7 +60,7 @@ def submitted_master() -> str:
     """Return the master that spark-submit passed to the JVM, or ``""``."""
     from pyspark import SparkConf, SparkContext
 
-    # Connects to the JVM that spark-submit started; no SparkContext is made.
+    # Connects to the JVM that spark-submit started. No SparkContext is made.
     SparkContext._ensure_initialized()
     return SparkConf().get("spark.master", "")
 
@@ -130,7 +130,7 @@ def wait_for_executors(spark, timeout: float | None = None) -> None:
 
 
 def check_tracking_server(uri: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
-    """Check that an HTTP(S) MLflow tracking server answers ``GET /health``.
+    """Check that an HTTP(S) MLflow tracking server responds to ``GET /health``.
 
     Other tracking URIs (sqlite, file, databricks) pass unchecked. A 4xx
     response passes with a warning, because an authenticating proxy may
@@ -139,7 +139,7 @@ def check_tracking_server(uri: str, timeout: float = CONNECT_TIMEOUT_SECONDS) ->
     Raises
     ------
     ServiceUnavailableError
-        If the server does not answer within ``timeout`` seconds, or answers
+        If the server does not respond within ``timeout`` seconds, or responds
         with a 5xx status.
     """
     if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):

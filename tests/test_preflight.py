@@ -18,7 +18,7 @@ from tests.services import free_port
 
 @pytest.fixture
 def http_status_server():
-    """Start an HTTP server on 127.0.0.1 that answers every GET with a status.
+    """Start an HTTP server on 127.0.0.1 that responds to every GET with a status.
 
     Yields a function that sets the status and returns the server's URI.
     """
@@ -95,7 +95,7 @@ def test_unreachable_tracking_server_fails_in_seconds():
 
 
 def test_silent_tracking_server_times_out():
-    # A socket that accepts connections but never answers.
+    # A socket that accepts connections but never responds.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()

@@ -42,7 +42,7 @@ def job_run(tracking_uri: str, experiment: str, run_name: str | None, tags=None)
     Raises
     ------
     ServiceUnavailableError
-        Within seconds, if an HTTP tracking server does not answer.
+        Within seconds, if an HTTP tracking server does not respond.
     """
     check_tracking_server(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
