@@ -16,7 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from deepclust.errors import ServiceUnavailableError
+from deepclust.errors import ServiceUnavailableError, invalid
 
 _logger = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ def wait_for_executors(spark, timeout: float | None = None) -> None:
     A master whose workers lack free cores or memory for the requested
     executors never starts one, and Spark then waits forever in the first
     stage. Other masters pass unchecked, because YARN containers and
-    Kubernetes pods may take minutes to start.
+    Kubernetes pods may take minutes to start. So does dynamic allocation,
+    which starts executors only for waiting tasks.
 
     Raises
     ------
@@ -110,9 +111,11 @@ def wait_for_executors(spark, timeout: float | None = None) -> None:
     sc = spark.sparkContext
     if not sc.master.startswith("spark://"):
         return
+    if sc.getConf().get("spark.dynamicAllocation.enabled", "false") == "true":
+        # Executors then start only when tasks wait, so none may exist yet.
+        return
     if timeout is None:
-        timeout = float(sc.getConf().get(EXECUTOR_WAIT_CONF, "0") or 0)
-        timeout = timeout or DEFAULT_EXECUTOR_WAIT_SECONDS
+        timeout = executor_wait_seconds(sc.getConf().get(EXECUTOR_WAIT_CONF))
     deadline = time.monotonic() + timeout
     # The driver is listed among the executors too, so a ready cluster has two.
     while len(sc.statusTracker().getExecutorInfos()) < 2:
@@ -127,6 +130,30 @@ def wait_for_executors(spark, timeout: float | None = None) -> None:
                 f" or raise {EXECUTOR_WAIT_CONF}."
             )
         time.sleep(0.5)
+
+
+def executor_wait_seconds(value: str | None) -> float:
+    """Parse the value of ``spark.deepclust.executorWaitTimeout``.
+
+    Raises
+    ------
+    InputError
+        If the value is not a number of seconds above 0.
+    """
+    if value is None or not value.strip():
+        return DEFAULT_EXECUTOR_WAIT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise invalid(
+            f"Spark conf {EXECUTOR_WAIT_CONF}",
+            value,
+            "a number of seconds above 0, e.g. 120",
+            f"Fix --conf {EXECUTOR_WAIT_CONF}=SECONDS.",
+        )
+    return seconds
 
 
 def check_tracking_server(uri: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:

@@ -7,10 +7,12 @@ import time
 
 import pytest
 
-from deepclust.errors import ServiceUnavailableError
+from deepclust.errors import InputError, ServiceUnavailableError
 from deepclust.preflight import (
+    DEFAULT_EXECUTOR_WAIT_SECONDS,
     check_spark_master,
     check_tracking_server,
+    executor_wait_seconds,
     standalone_master_addresses,
 )
 from tests.services import free_port
@@ -80,6 +82,22 @@ def test_listening_master_passes():
         listener.listen()
         port = listener.getsockname()[1]
         check_spark_master(f"spark://127.0.0.1:{free_port()},127.0.0.1:{port}")
+
+
+def test_executor_wait_parses_seconds():
+    assert executor_wait_seconds(None) == DEFAULT_EXECUTOR_WAIT_SECONDS
+    assert executor_wait_seconds(" ") == DEFAULT_EXECUTOR_WAIT_SECONDS
+    assert executor_wait_seconds("2.5") == 2.5
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3"])
+def test_executor_wait_rejects_bad_value(value):
+    message = (
+        r"Invalid Spark conf spark.deepclust.executorWaitTimeout: expected a "
+        rf"number of seconds above 0, e.g. 120, got '{value}'"
+    )
+    with pytest.raises(InputError, match=message):
+        executor_wait_seconds(value)
 
 
 def test_unreachable_tracking_server_fails_in_seconds():
