@@ -1,9 +1,10 @@
 """Check that the services of a job respond, before the job starts.
 
-Without them an unreachable standalone master costs a minute of registration
-retries before Spark gives up with "All masters are unresponsive", a master
-without free workers leaves the first stage waiting forever, and an
-unreachable MLflow tracking server costs minutes of MLflow's HTTP retries.
+Without them, an unreachable standalone master costs a minute of
+registration retries before Spark gives up with "All masters are
+unresponsive". A master without free workers leaves the first stage waiting
+with no time limit. An unreachable MLflow tracking server costs minutes of
+MLflow's HTTP retries.
 """
 
 from __future__ import annotations
