@@ -7,6 +7,10 @@ trains in barrier mode, so the DDP ranks run inside the workers' tasks.
 The workers get PYTHONPATH pointing at this checkout, so executors and
 torchrun ranks import the code under test. In production the package is
 installed in the executors' Python environment instead (see deploy/).
+
+Jobs go through ``submit_job``, which runs deploy/standalone/submit.sh; a
+step that scores with the trained model submits ``score`` the same way,
+after ``run_training_step``.
 """
 
 from __future__ import annotations
