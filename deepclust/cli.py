@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from deepclust.errors import DeepClustError
+from deepclust.errors import DeepClustError, ServiceUnavailableError
 
 _logger = logging.getLogger("deepclust")
 
@@ -34,9 +34,20 @@ def build_session(app_name: str, master: str | None = None):
 
     ``master`` None keeps what spark-submit set, or local mode when run
     directly. Local sessions bind the driver and its UI to 127.0.0.1.
+
+    Raises
+    ------
+    ServiceUnavailableError
+        If a standalone master does not respond or starts no executor in time.
+        The session is stopped first.
     """
     from pyspark.sql import SparkSession
 
+    from deepclust.preflight import (
+        check_spark_master,
+        submitted_master,
+        wait_for_executors,
+    )
     from deepclust.train.distributed import BARRIER_FAIL_FAST_CONF
 
     builder = SparkSession.builder.appName(app_name)
@@ -56,8 +67,16 @@ def build_session(app_name: str, master: str | None = None):
     for key, value in BARRIER_FAIL_FAST_CONF.items():
         builder = builder.config(key, value)
     builder = builder.config("spark.ui.showConsoleProgress", "false")
+    # getOrCreate retries an unreachable standalone master for about a
+    # minute and then fails with an unrelated message, so check it first.
+    check_spark_master(master or submitted_master())
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    try:
+        wait_for_executors(spark)
+    except ServiceUnavailableError:
+        spark.stop()
+        raise
     return spark
 
 
@@ -141,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepclust`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    spark = build_session(f"deepclust-{args.command}", args.master)
+    spark = None
     try:
+        spark = build_session(f"deepclust-{args.command}", args.master)
         if args.command == "prepare":
             return run_prepare(args, spark)
         return run_train(args, spark)
@@ -151,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        spark.stop()
+        if spark is not None:
+            spark.stop()
 
 
 if __name__ == "__main__":

@@ -35,3 +35,7 @@ def invalid(name, value, expected, fix, cls=InputError):
         Exception class to build.
     """
     return cls(f"Invalid {name}: expected {expected}, got {value!r}. {fix}")
+
+
+class ServiceUnavailableError(DeepClustError, ConnectionError):
+    """A Spark master or MLflow tracking server did not respond in time."""

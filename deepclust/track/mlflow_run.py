@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import mlflow
 import numpy as np
 
+from deepclust.preflight import check_tracking_server
+
 _logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -36,7 +38,13 @@ def job_run(tracking_uri: str, experiment: str, run_name: str | None, tags=None)
     """Start an MLflow run; end it FINISHED, or FAILED if the block raises.
 
     The error message is stored in the tag ``deepclust.error`` of a failed run.
+
+    Raises
+    ------
+    ServiceUnavailableError
+        Within seconds, if an HTTP tracking server does not respond.
     """
+    check_tracking_server(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name, tags=tags or {}) as run:
