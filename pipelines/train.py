@@ -32,7 +32,7 @@ from deepclust.config import (
 from deepclust.embed import embed_table
 from deepclust.errors import InputError
 from deepclust.evaluate import evaluate_assignments
-from deepclust.models import ModelSpec
+from deepclust.models import ModelSpec, check_spec
 from deepclust.read import TableSummary, read_feature_table
 from deepclust.storage import delete_path, path_exists, publish, qualify, staging_path
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
@@ -137,6 +137,7 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
 
     with timer.stage("train") as stage:
         spec = _model_spec(df, config, summary)
+        check_spec(spec)
         snapshot = f"{staging}/_train/snapshot"
         num_files = config.train.num_processes * config.train.shards_per_process
         write_snapshot(df, snapshot, num_files)
@@ -225,10 +226,12 @@ def _model_spec(df, config: JobConfig, summary: TableSummary) -> ModelSpec:
     return ModelSpec(
         family=config.model.family,
         input_dim=summary.feature_dim,
-        hidden_dims=tuple(config.model.hidden_dims),
+        hidden_dims=tuple(config.model.layer_sizes),
         embedding_dim=config.model.embedding_dim,
         shift=shift,
         scale=scale,
+        input_shape=config.data.image_shape,
+        kernel_size=config.model.kernel_size,
     )
 
 

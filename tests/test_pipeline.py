@@ -134,6 +134,23 @@ def bad_table(tmp_path):
         ("unknown key", ConfigError, r"Unknown config key 'train.epoks'"),
         ("out of range", ConfigError, r"config key train.batch_size.*got 0"),
         ("image shape", InputError, r"data.image_shape: \[1, 2, 3\] has 6 values"),
+        (
+            "image shape not positive",
+            ConfigError,
+            r"config key data.image_shape: expected a list of 3 integers >= 1.*"
+            r"got \[1, 0, 4\]",
+        ),
+        (
+            "conv image too small",
+            InputError,
+            r"data.image_shape \[1, 2, 2\] for 2 downsampling blocks.*"
+            r"Use 1 or fewer blocks \(entries of model.conv_channels\)",
+        ),
+        (
+            "conv without image shape",
+            InputError,
+            r"model.family 'conv' without data.image_shape.*Set data.image_shape",
+        ),
     ],
 )
 def test_bad_input_fails_run_and_writes_nothing(
@@ -148,6 +165,12 @@ def test_bad_input_fails_run_and_writes_nothing(
         "unknown key": {"train": {"epoks": 1}},
         "out of range": {"train": {"batch_size": 0}},
         "image shape": {"data": {"image_shape": [1, 2, 3]}},
+        "image shape not positive": {"data": {"image_shape": [1, 0, 4]}},
+        "conv image too small": {
+            "data": {"image_shape": [1, 2, 2]},
+            "model": {"family": "conv", "conv_channels": [8, 8]},
+        },
+        "conv without image shape": {"model": {"family": "conv"}},
     }.get(case, {})
     config = small_config(tmp_path, table, output, **sections)
 
