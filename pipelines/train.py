@@ -36,6 +36,7 @@ from deepclust.models import ModelSpec, check_spec
 from deepclust.read import TableSummary, read_feature_table
 from deepclust.storage import delete_path, path_exists, publish, qualify, staging_path
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
+from deepclust.track.images import log_image_artifacts
 from deepclust.track.mlflow_run import log_bytes, log_json, log_loss_curve
 from deepclust.train import train_autoencoder
 from deepclust.train.distributed import write_snapshot
@@ -173,6 +174,10 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
         labels = df.select("id", "label") if summary.has_label else None
         metrics = evaluate_assignments(assignments, embeddings, labels)
         stage["rows"] = summary.rows
+    if config.data.image_shape is not None:
+        log_image_artifacts(
+            df, assignments, result.model, config.data.image_shape, sizes, config.seed
+        )
     metrics.update(
         inertia=fitted.inertia,
         kmeans_iterations=float(fitted.iterations),
