@@ -11,6 +11,11 @@ interface, so everything that differs between families stays in the family:
 - :meth:`Autoencoder.check_spec` rejects a spec the family cannot build, with
   an :class:`~deepclust.errors.InputError`; the job calls it on the driver
   before training starts.
+
+NOTE: the shard reader and the embedding stage hand every family equal-length
+flat rows. A family over variable-length sequences (``array<array<float>>``)
+needs them to build its batch layout, such as padded steps with lengths,
+through a family method added here.
 """
 
 from __future__ import annotations
