@@ -18,7 +18,7 @@ import yaml
 
 from deepclust.errors import ConfigError, invalid
 
-MODEL_FAMILIES = ("mlp",)
+MODEL_FAMILIES = ("mlp", "conv")
 
 
 def _int(low=None, high=None):
@@ -75,7 +75,7 @@ def _choice(*choices):
     return (lambda value: value in choices), "one of " + ", ".join(map(repr, choices))
 
 
-def _int_list(low=1, optional=False, length=None):
+def _int_list(low=1, optional=False, length=None, min_length=0):
     def check(value):
         if value is None:
             return optional
@@ -83,13 +83,25 @@ def _int_list(low=1, optional=False, length=None):
             return False
         if length is not None and len(value) != length:
             return False
+        if len(value) < min_length:
+            return False
         return all(
             isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value
         )
 
     size = f"{length} " if length is not None else ""
+    if min_length:
+        size = f"{min_length} or more "
     text = f"a list of {size}integers >= {low}" + (" or null" if optional else "")
     return check, text
+
+
+def _odd_int(low, high):
+    def check(value):
+        in_range, _ = _int(low, high)
+        return in_range(value) and value % 2 == 1
+
+    return check, f"an odd integer from {low} to {high}"
 
 
 def _option(default, check, help_text=""):
@@ -105,7 +117,8 @@ class DataConfig:
     image_shape: tuple | None = _option(
         None,
         _int_list(low=1, optional=True, length=3),
-        "channels, height, width of each row's features, for image augmentation",
+        "channels, height, width of each row's features (channels first); "
+        "needed by model.family conv and train.shift_pixels",
     )
 
 
@@ -114,9 +127,22 @@ class ModelConfig:
     """The autoencoder family and its layer sizes."""
 
     family: str = _option("mlp", _choice(*MODEL_FAMILIES))
-    hidden_dims: tuple = _option((500, 500, 2000), _int_list(low=1))
+    hidden_dims: tuple = _option(
+        (500, 500, 2000), _int_list(low=1), "mlp: units of the encoder layers"
+    )
+    conv_channels: tuple = _option(
+        (32, 64, 128),
+        _int_list(low=1, min_length=1),
+        "conv: output channels of each stride-2 block",
+    )
+    kernel_size: int = _option(3, _odd_int(1, 15), "conv: side of the kernels")
     embedding_dim: int = _option(10, _int(low=1, high=4096))
     scaling: str = _option("none", _choice("none", "standard", "minmax"))
+
+    @property
+    def layer_sizes(self) -> tuple:
+        """Encoder layer sizes of the chosen family."""
+        return self.conv_channels if self.family == "conv" else self.hidden_dims
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,11 @@ from deepclust.config import (
 from deepclust.embed import embed_table
 from deepclust.errors import InputError
 from deepclust.evaluate import evaluate_assignments
-from deepclust.models import ModelSpec
+from deepclust.models import ModelSpec, check_spec
 from deepclust.read import TableSummary, read_feature_table
 from deepclust.storage import delete_path, path_exists, publish, qualify, staging_path
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
+from deepclust.track.images import log_image_artifacts
 from deepclust.track.mlflow_run import log_bytes, log_json, log_loss_curve
 from deepclust.train import train_autoencoder
 from deepclust.train.distributed import write_snapshot
@@ -137,6 +138,7 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
 
     with timer.stage("train") as stage:
         spec = _model_spec(df, config, summary)
+        check_spec(spec)
         snapshot = f"{staging}/_train/snapshot"
         num_files = config.train.num_processes * config.train.shards_per_process
         write_snapshot(df, snapshot, num_files)
@@ -172,6 +174,10 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
         labels = df.select("id", "label") if summary.has_label else None
         metrics = evaluate_assignments(assignments, embeddings, labels)
         stage["rows"] = summary.rows
+    if config.data.image_shape is not None:
+        log_image_artifacts(
+            df, assignments, result.model, config.data.image_shape, sizes, config.seed
+        )
     metrics.update(
         inertia=fitted.inertia,
         kmeans_iterations=float(fitted.iterations),
@@ -225,10 +231,12 @@ def _model_spec(df, config: JobConfig, summary: TableSummary) -> ModelSpec:
     return ModelSpec(
         family=config.model.family,
         input_dim=summary.feature_dim,
-        hidden_dims=tuple(config.model.hidden_dims),
+        hidden_dims=tuple(config.model.layer_sizes),
         embedding_dim=config.model.embedding_dim,
         shift=shift,
         scale=scale,
+        input_shape=config.data.image_shape,
+        kernel_size=config.model.kernel_size,
     )
 
 

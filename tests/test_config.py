@@ -20,9 +20,15 @@ def test_defaults_follow_dec_layout():
 
 
 def test_shipped_configs_load():
-    for name in ("mnist_mlp", "digits_mlp", "iris_mlp"):
+    for name in ("mnist_mlp", "mnist_conv", "digits_mlp", "iris_mlp"):
         config = load_config(f"conf/{name}.yaml")
         assert config.output.path
+
+
+def test_layer_sizes_follow_family():
+    conv = parse_config(with_section("model", family="conv", conv_channels=[8, 16]))
+    assert conv.model.layer_sizes == (8, 16)
+    assert parse_config(BASE).model.layer_sizes == (500, 500, 2000)
 
 
 def test_unknown_key_suggests_close_match():
@@ -49,6 +55,9 @@ def test_unknown_section_rejected():
         ("model", "family", "transformer", "one of 'mlp'"),
         ("model", "hidden_dims", [500, -1], "a list of integers >= 1"),
         ("data", "image_shape", [28, 28], "a list of 3 integers"),
+        ("data", "image_shape", [1, 0, 8], "a list of 3 integers >= 1"),
+        ("model", "conv_channels", [], "a list of 1 or more integers >= 1"),
+        ("model", "kernel_size", 4, "an odd integer from 1 to 15"),
     ],
 )
 def test_invalid_value_named(section, key, value, expected):

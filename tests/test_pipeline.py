@@ -1,5 +1,6 @@
 """End-to-end runs of the training job on real data, with a real MLflow store."""
 
+import json
 import os
 
 import pyarrow as pa
@@ -88,6 +89,41 @@ def test_digits_end_to_end(spark, tracking_uri, tmp_path, digits_table):
         assert expected in artifacts
 
 
+def test_digits_conv_end_to_end(spark, tracking_uri, tmp_path, digits_table):
+    output = tmp_path / "out"
+    config = small_config(
+        tmp_path,
+        digits_table,
+        output,
+        data={"image_shape": [1, 8, 8]},
+        model={"family": "conv", "conv_channels": [16, 32], "embedding_dim": 10},
+        train={"epochs": 10, "shift_pixels": 1},
+    )
+    result = run_training_job(spark, config)
+
+    # Chance level for 10 balanced classes is ACC 0.1 and NMI 0.
+    assert result.metrics["acc"] > 0.4
+    assert result.metrics["nmi"] > 0.4
+    assert spark.read.parquet(str(output / "assignments")).count() == 1797
+
+    run = last_run(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.family"] == "conv"
+    spec_path = client.download_artifacts(
+        run.info.run_id, "model/spec.json", str(tmp_path)
+    )
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    assert spec["family"] == "conv"
+    assert spec["hidden_dims"] == [16, 32]
+    assert spec["input_shape"] == [1, 8, 8]
+    for name in ("cluster_samples.png", "reconstructions.png"):
+        path = client.download_artifacts(run.info.run_id, name, str(tmp_path))
+        with open(path, "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_same_seed_same_assignments(spark, tracking_uri, tmp_path, iris_table):
     outputs = []
     for name in ("first", "second"):
@@ -134,6 +170,23 @@ def bad_table(tmp_path):
         ("unknown key", ConfigError, r"Unknown config key 'train.epoks'"),
         ("out of range", ConfigError, r"config key train.batch_size.*got 0"),
         ("image shape", InputError, r"data.image_shape: \[1, 2, 3\] has 6 values"),
+        (
+            "image shape not positive",
+            ConfigError,
+            r"config key data.image_shape: expected a list of 3 integers >= 1.*"
+            r"got \[1, 0, 4\]",
+        ),
+        (
+            "conv image too small",
+            InputError,
+            r"data.image_shape \[1, 2, 2\] for 2 downsampling blocks.*"
+            r"Use 1 or fewer blocks \(entries of model.conv_channels\)",
+        ),
+        (
+            "conv without image shape",
+            InputError,
+            r"model.family 'conv' without data.image_shape.*Set data.image_shape",
+        ),
     ],
 )
 def test_bad_input_fails_run_and_writes_nothing(
@@ -148,6 +201,12 @@ def test_bad_input_fails_run_and_writes_nothing(
         "unknown key": {"train": {"epoks": 1}},
         "out of range": {"train": {"batch_size": 0}},
         "image shape": {"data": {"image_shape": [1, 2, 3]}},
+        "image shape not positive": {"data": {"image_shape": [1, 0, 4]}},
+        "conv image too small": {
+            "data": {"image_shape": [1, 2, 2]},
+            "model": {"family": "conv", "conv_channels": [8, 8]},
+        },
+        "conv without image shape": {"model": {"family": "conv"}},
     }.get(case, {})
     config = small_config(tmp_path, table, output, **sections)
 

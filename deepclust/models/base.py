@@ -1,16 +1,35 @@
-"""The model-family interface: spec, base autoencoder and family registry."""
+"""The model-family interface: spec, base autoencoder and family registry.
+
+A family is an :class:`Autoencoder` subclass registered under a name with
+:func:`register_family`. Training, embedding and tracking see only this
+interface, so everything that differs between families stays in the family:
+
+- its ``encoder`` maps the scaled, flat ``features`` of a batch,
+  ``(batch, input_dim)``, to ``(batch, embedding_dim)``, and its ``decoder``
+  maps the embedding back to ``(batch, input_dim)``. A family that needs
+  another layout, such as images, reshapes inside these modules.
+- :meth:`Autoencoder.check_spec` rejects a spec the family cannot build, with
+  an :class:`~deepclust.errors.InputError`; the job calls it on the driver
+  before training starts.
+
+NOTE: the shard reader and the embedding stage hand every family equal-length
+flat rows. A family over variable-length sequences (``array<array<float>>``)
+needs them to build its batch layout, such as padded steps with lengths,
+through a family method added here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import json
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from deepclust.errors import InputError
+from deepclust.errors import InputError, invalid
 
 
 @dataclass(frozen=True)
@@ -24,13 +43,20 @@ class ModelSpec:
     input_dim : int
         Length of a row's ``features`` array.
     hidden_dims : tuple of int
-        Encoder layer sizes between input and embedding; the decoder mirrors
-        them.
+        Encoder layer sizes between input and embedding: units of the dense
+        layers (``mlp``) or channels of the convolution blocks (``conv``). The
+        decoder mirrors them.
     embedding_dim : int
         Size of the embedding.
     shift, scale : tuple of float or None
         Input scaling, ``(x - shift) / scale``, learned from the training table;
         None means no scaling.
+    input_shape : tuple of int or None
+        Shape of one row's ``features`` before flattening, e.g.
+        ``(channels, height, width)`` for images stored channels-first; None
+        for plain vectors.
+    kernel_size : int
+        Side of the square convolution kernels; used by ``conv`` only.
     """
 
     family: str
@@ -39,6 +65,8 @@ class ModelSpec:
     embedding_dim: int
     shift: tuple | None = None
     scale: tuple | None = None
+    input_shape: tuple | None = None
+    kernel_size: int = 3
 
     def to_json(self) -> str:
         """Return the spec as a JSON string."""
@@ -48,7 +76,7 @@ class ModelSpec:
     def from_json(cls, text: str) -> ModelSpec:
         """Build a spec from :meth:`to_json` output."""
         values = json.loads(text)
-        for key in ("hidden_dims", "shift", "scale"):
+        for key in ("hidden_dims", "shift", "scale", "input_shape"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -69,11 +97,40 @@ class Autoencoder(nn.Module):
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
+        self.check_spec(spec)
         self.spec = spec
         shift = spec.shift or (0.0,) * spec.input_dim
         scale = spec.scale or (1.0,) * spec.input_dim
         self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        """Raise :class:`InputError` if this family cannot build ``spec``.
+
+        The base check covers ``input_shape``: positive sizes whose product is
+        ``input_dim``. Families extend it with their own limits.
+        """
+        shape = spec.input_shape
+        if shape is None:
+            return
+        if not shape or any(
+            isinstance(size, bool) or not isinstance(size, int) or size < 1
+            for size in shape
+        ):
+            raise invalid(
+                "input shape",
+                list(shape),
+                "a list of integers >= 1, e.g. [channels, height, width]",
+                "Set data.image_shape to the layout of the features.",
+            )
+        if math.prod(shape) != spec.input_dim:
+            raise InputError(
+                f"Invalid input shape {list(shape)}: its sizes multiply to "
+                f"{math.prod(shape)}, but the features have "
+                f"{spec.input_dim}. Set data.image_shape so that the product of "
+                "its sizes equals the feature length."
+            )
 
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
         """Return the input as the model sees it, ``(x - shift) / scale``."""
@@ -101,17 +158,33 @@ def register_family(name: str):
     return decorate
 
 
-def build_autoencoder(spec: ModelSpec) -> Autoencoder:
-    """Build the autoencoder that ``spec`` describes, with fresh weights."""
+def family_class(name: str) -> type[Autoencoder]:
+    """Return the :class:`Autoencoder` subclass registered as ``name``."""
     # Importing the families registers them.
-    from deepclust.models import mlp  # noqa: F401
+    from deepclust.models import conv, mlp  # noqa: F401
 
-    if spec.family not in _FAMILIES:
+    if name not in _FAMILIES:
         raise InputError(
-            f"Invalid model family {spec.family!r}: expected one of "
+            f"Invalid model family {name!r}: expected one of "
             f"{sorted(_FAMILIES)}. Set model.family in the config."
         )
-    return _FAMILIES[spec.family](spec)
+    return _FAMILIES[name]
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Raise :class:`InputError` if ``spec`` cannot be built, without building it."""
+    family_class(spec.family).check_spec(spec)
+
+
+def build_autoencoder(spec: ModelSpec) -> Autoencoder:
+    """Build the autoencoder that ``spec`` describes, with fresh weights.
+
+    Raises
+    ------
+    InputError
+        For an unknown family or a spec the family rejects.
+    """
+    return family_class(spec.family)(spec)
 
 
 def state_dict_to_bytes(model: nn.Module) -> bytes:
