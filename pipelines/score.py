@@ -165,6 +165,8 @@ def _score(spark, config: JobConfig, loaded, input_path, output_path, date, run)
                 "deepclust; please report it."
             )
         with timer.stage("publish"):
+            # NOTE: runs for the same date are not serialized; if two overlap,
+            # the later publish wins and the earlier run's rows are dropped.
             publish(spark, staging, partition)
     finally:
         delete_path(spark, staging)
