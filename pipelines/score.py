@@ -152,10 +152,13 @@ def _score(spark, config: JobConfig, loaded, input_path, output_path, date, run)
 
     partition = f"{qualify(spark, output_path)}/{PARTITION_COLUMN}={date}"
     staging = staging_path(spark, partition)
+    # Spark warns when told to read a folder whose name starts with a dot,
+    # as the staging folder's does, so the rows go one level below it.
+    staged = f"{staging}/{PARTITION_COLUMN}={date}"
     try:
         with timer.stage("score") as stage:
-            assignments(df, loaded, config.embed.batch_rows).write.parquet(staging)
-            counts, distance_sum = _cluster_counts(spark.read.parquet(staging))
+            assignments(df, loaded, config.embed.batch_rows).write.parquet(staged)
+            counts, distance_sum = _cluster_counts(spark.read.parquet(staged))
             rows_out = sum(counts)
             stage["rows"] = rows_out
         if rows_out != rows_in:
@@ -167,7 +170,7 @@ def _score(spark, config: JobConfig, loaded, input_path, output_path, date, run)
         with timer.stage("publish"):
             # NOTE: runs for the same date are not serialized; if two overlap,
             # the later publish wins and the earlier run's rows are dropped.
-            publish(spark, staging, partition)
+            publish(spark, staged, partition)
     finally:
         delete_path(spark, staging)
 
