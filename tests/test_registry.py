@@ -118,7 +118,7 @@ def test_promotion_rules(spark, client, trained_iris):
     def champion():
         return int(client.get_model_version_by_alias("promo-test", CHAMPION).version)
 
-    # The newest registration holds the candidate alias.
+    # The newest registration has the candidate alias.
     assert int(client.get_model_version_by_alias("promo-test", CANDIDATE).version) == 3
 
     result = promote(client, settings, first)
@@ -152,7 +152,11 @@ def test_promotion_rejects_bad_requests(spark, client, trained_iris):
 
     with pytest.raises(InputError, match=r"Missing metric 'silhouette'.*--force"):
         promote(client, settings, unscored)
-    with pytest.raises(InputError, match=r"has no version 9; it has versions \[1, 2\]"):
+    with pytest.raises(
+        InputError,
+        match=r"has no version 9; it has versions \[1, 2\], "
+        r"aliases \{'candidate': 2, 'champion': 1\}",
+    ):
         promote(client, settings, 9)
     with pytest.raises(InputError, match=r"Registered model 'nope' not found"):
         promote(client, RegistryConfig(model_name="nope"))

@@ -150,7 +150,11 @@ def bad_tables(tmp_path):
 @pytest.mark.parametrize(
     "case, pattern",
     [
-        ("missing alias", r"models:/iris-test@nope' not found.*no alias 'nope'"),
+        (
+            "missing alias",
+            r"models:/iris-test@nope' not found.*no alias 'nope'.*"
+            r"aliases \{'candidate': 1, 'champion': 1\}",
+        ),
         ("missing model", r"no registered model 'nobody'"),
         ("missing version", r"has no version 42.*versions \[1\]"),
         ("bad uri", r"Invalid model URI 'models:/iris-test'.*models:/<name>@<alias>"),

@@ -175,7 +175,10 @@ def describe_versions(client: MlflowClient, name: str) -> str:
     """Return e.g. ``versions [1, 2], aliases {'candidate': 2}`` for messages."""
     versions = client.search_model_versions(f"name = '{name}'")
     numbers = sorted(int(v.version) for v in versions)
-    aliases = {alias: int(v.version) for v in versions for alias in (v.aliases or [])}
+    # Search results from the sqlite store leave ModelVersion.aliases empty;
+    # the registered model lists them.
+    listed = client.get_registered_model(name).aliases
+    aliases = {alias: int(version) for alias, version in sorted(listed.items())}
     return f"versions {numbers}, aliases {aliases}"
 
 
