@@ -1,4 +1,4 @@
-"""Command line: ``deepclust prepare`` and ``deepclust train``.
+"""Command line: ``deepclust prepare``, ``train``, ``promote`` and ``score``.
 
 This module and ``jobs/`` are the entry points: they configure logging, build
 the SparkSession and call one library function each.
@@ -111,7 +111,63 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train, embed, cluster and evaluate, tracked in MLflow"
     )
     train.add_argument("config", help="YAML config file, e.g. conf/mnist_mlp.yaml")
+    add_override_option(train)
     train.add_argument(
+        "--master", default=None, help="Spark master (default: local[*])"
+    )
+    _add_promote_parser(commands)
+    _add_score_parser(commands)
+    return parser
+
+
+def _add_promote_parser(commands) -> None:
+    promote = commands.add_parser(
+        "promote",
+        help="move the alias champion to a registered version if its metric wins",
+    )
+    promote.add_argument(
+        "config", help="YAML config with registry.model_name and promote_metric"
+    )
+    promote.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        help="version to promote (default: the one with alias candidate)",
+    )
+    promote.add_argument(
+        "--force", action="store_true", help="promote without comparing metrics"
+    )
+    add_override_option(promote)
+
+
+def _add_score_parser(commands) -> None:
+    score = commands.add_parser(
+        "score", help="assign a table's rows to clusters with a registered model"
+    )
+    score.add_argument("config", help="YAML config with registry, score, tracking")
+    score.add_argument("--input", required=True, help="parquet table to score")
+    score.add_argument(
+        "--output", required=True, help="root folder of the date-partitioned output"
+    )
+    score.add_argument(
+        "--date",
+        default=None,
+        help="run date YYYY-MM-DD, the partition to write (default: today, UTC)",
+    )
+    score.add_argument(
+        "--model-uri",
+        default=None,
+        help="MLflow model URI (default: models:/<registry.model_name>@champion)",
+    )
+    score.add_argument(
+        "--master", default=None, help="Spark master (default: local[*])"
+    )
+    add_override_option(score)
+
+
+def add_override_option(parser) -> None:
+    """Add the repeatable ``--set SECTION.KEY=VALUE`` option to ``parser``."""
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -119,10 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override a config value; repeatable, e.g. --set train.epochs=5",
     )
-    train.add_argument(
-        "--master", default=None, help="Spark master (default: local[*])"
-    )
-    return parser
 
 
 def run_prepare(args, spark) -> int:
@@ -145,6 +197,50 @@ def run_train(args, spark) -> int:
     return 0
 
 
+def run_promote(args) -> int:
+    """Run ``deepclust promote``; print whether the version became champion."""
+    from mlflow.tracking import MlflowClient
+
+    from deepclust.config import load_config
+    from deepclust.registry import promote
+    from deepclust.track import resolve_tracking_uri
+
+    config = load_config(args.config, args.overrides)
+    tracking_uri = resolve_tracking_uri(config.tracking.uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    result = promote(client, config.registry, args.version, args.force)
+    state = "promoted" if result.promoted else "not promoted"
+    print(
+        f"{config.registry.model_name} version {result.version} {state} "
+        f"(champion was {result.previous}): {result.reason}"
+    )
+    return 0
+
+
+def run_score(args, spark) -> int:
+    """Run ``deepclust score`` and print the partition and the health metrics."""
+    import datetime
+
+    from pipelines.score import run_scoring_job
+
+    run_date = args.date or datetime.datetime.now(datetime.timezone.utc).date()
+    result = run_scoring_job(
+        spark,
+        args.config,
+        args.input,
+        args.output,
+        str(run_date),
+        args.model_uri,
+        args.overrides,
+    )
+    print(f"deepclust scoring run {result.run_id}")
+    print(f"model: {result.model_uri} (version {result.model_version})")
+    print(f"output: {result.partition_path}")
+    for name in ("rows_out", "mean_distance", "drift_psi"):
+        print(f"  {name:<14}{result.metrics[name]:.4f}")
+    return 0
+
+
 def format_summary(result) -> str:
     """Format a job result as a short table for the terminal."""
     lines = [f"deepclust run {result.run_id}", f"output: {result.output_path}"]
@@ -160,19 +256,30 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepclust`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    spark = None
+    if args.command == "promote":
+        # Promotion only talks to the registry; it needs no Spark.
+        return _report_errors(run_promote, args)
+    commands = {"prepare": run_prepare, "train": run_train, "score": run_score}
+    return _report_errors(_run_with_session, commands[args.command], args)
+
+
+def _run_with_session(command, args) -> int:
+    """Build the job's SparkSession, run ``command(args, spark)``, stop Spark."""
+    spark = build_session(f"deepclust-{args.command}", args.master)
     try:
-        spark = build_session(f"deepclust-{args.command}", args.master)
-        if args.command == "prepare":
-            return run_prepare(args, spark)
-        return run_train(args, spark)
+        return command(args, spark)
+    finally:
+        spark.stop()
+
+
+def _report_errors(command, *args) -> int:
+    """Run a command; turn deepclust's own errors into exit status 2."""
+    try:
+        return command(*args)
     except DeepClustError as exc:
         _logger.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if spark is not None:
-            spark.stop()
 
 
 if __name__ == "__main__":

@@ -200,6 +200,31 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    """The MLflow registered model that training feeds and scoring reads."""
+
+    enabled: bool = _option(True, _bool(), "register a model version after training")
+    model_name: str = _option("deepclust", _str(), "registered model name")
+    promote_metric: str = _option(
+        "silhouette", _str(), "training-run metric that decides a promotion"
+    )
+    promote_direction: str = _option(
+        "max", _choice("max", "min"), "whether a larger or a smaller metric wins"
+    )
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The scoring job."""
+
+    drift_threshold: float = _option(
+        0.25,
+        _float(low=0),
+        "population stability index of the cluster shares that logs a warning",
+    )
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """Complete configuration of a training job."""
 
@@ -210,6 +235,8 @@ class JobConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     seed: int = _option(0, _int(low=0, high=2**31 - 1))
 
     def to_dict(self) -> dict:
@@ -236,6 +263,8 @@ _SECTIONS = {
     "cluster": ClusterConfig,
     "output": OutputConfig,
     "tracking": TrackingConfig,
+    "registry": RegistryConfig,
+    "score": ScoreConfig,
 }
 _REQUIRED = {("data", "path"), ("output", "path")}
 

@@ -10,20 +10,13 @@ torchrun processes do not see files shipped with --py-files.
 import argparse
 import sys
 
-from deepclust.cli import main
+from deepclust.cli import add_override_option, main
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="deepclust training job")
     parser.add_argument("--config", required=True, help="YAML config file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value; repeatable",
-    )
+    add_override_option(parser)
     return parser.parse_args(argv)
 
 

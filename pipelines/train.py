@@ -34,6 +34,7 @@ from deepclust.errors import InputError
 from deepclust.evaluate import evaluate_assignments
 from deepclust.models import ModelSpec, check_spec
 from deepclust.read import TableSummary, read_feature_table
+from deepclust.registry import register_trained_model
 from deepclust.storage import delete_path, path_exists, publish, qualify, staging_path
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
 from deepclust.track.images import log_image_artifacts
@@ -114,6 +115,10 @@ def _run_stages(spark: SparkSession, config: JobConfig, run_id: str) -> JobResul
     try:
         metrics = _stages_into(spark, config, staging, timer)
         delete_path(spark, f"{staging}/_train")
+        if config.registry.enabled:
+            register_trained_model(
+                spark, run_id, config.registry.model_name, config.data.path
+            )
         publish(spark, staging, output_path)
     finally:
         delete_path(spark, staging)

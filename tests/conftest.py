@@ -59,3 +59,44 @@ def write_config(path, **sections):
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(sections, handle)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_iris(spark, iris_table, tmp_path_factory):
+    """A tiny iris model trained once, registered, with alias champion.
+
+    Returns a dict: ``tracking_uri``, ``config`` (YAML path), ``model_name``,
+    ``run_id`` of the training run and ``assignments`` (its output folder).
+    The registered model is shared by the tests, so they must not move its
+    aliases.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from deepclust.registry import CHAMPION
+    from pipelines.train import run_training_job
+
+    folder = tmp_path_factory.mktemp("trained")
+    tracking_uri = f"sqlite:///{folder}/mlflow.db"
+    config = write_config(
+        folder / "iris.yaml",
+        data={"path": iris_table},
+        model={"hidden_dims": [8], "embedding_dim": 2, "scaling": "standard"},
+        train={"epochs": 3, "batch_size": 16, "num_processes": 1},
+        cluster={"k": 3},
+        output={"path": str(folder / "train-out")},
+        tracking={"uri": tracking_uri, "experiment": "tests"},
+        registry={"model_name": "iris-test"},
+        seed=0,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        result = run_training_job(spark, config)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    client.set_registered_model_alias("iris-test", CHAMPION, 1)
+    return {
+        "tracking_uri": tracking_uri,
+        "config": config,
+        "model_name": "iris-test",
+        "run_id": result.run_id,
+        "assignments": f"{result.output_path}/assignments",
+    }

@@ -1,5 +1,10 @@
 """Clustering stage: MLlib KMeans on the embeddings."""
 
-from deepclust.cluster.kmeans import ClusterResult, assign_clusters, fit_kmeans
+from deepclust.cluster.kmeans import (
+    ClusterResult,
+    assign_clusters,
+    fit_kmeans,
+    nearest_centroids,
+)
 
-__all__ = ["ClusterResult", "assign_clusters", "fit_kmeans"]
+__all__ = ["ClusterResult", "assign_clusters", "fit_kmeans", "nearest_centroids"]

@@ -129,20 +129,43 @@ def assign_batches(batches: Iterator[pa.RecordBatch], broadcast):
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        points = list_column_to_numpy(batch.column(1)).astype(np.float64)
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, clipped at 0 against rounding.
-        squared = (
-            (points**2).sum(axis=1, keepdims=True)
-            - 2.0 * points @ centroids.T
-            + squared_norms[None, :]
-        )
-        cluster = squared.argmin(axis=1)
-        nearest = np.maximum(squared[np.arange(len(points)), cluster], 0.0)
+        points = list_column_to_numpy(batch.column(1))
+        cluster, distance = nearest_centroids(points, centroids, squared_norms)
         yield pa.RecordBatch.from_arrays(
-            [
-                batch.column(0),
-                pa.array(cluster.astype(np.int32)),
-                pa.array(np.sqrt(nearest)),
-            ],
+            [batch.column(0), pa.array(cluster), pa.array(distance)],
             names=["id", "cluster", "distance"],
         )
+
+
+def nearest_centroids(
+    points: np.ndarray, centroids: np.ndarray, squared_norms: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find the nearest centroid of each point.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, embedding_dim)
+        Embeddings; computed in float64 whatever their dtype.
+    centroids : ndarray of shape (k, embedding_dim), float64
+    squared_norms : ndarray of shape (k,), optional
+        ``(centroids**2).sum(axis=1)``, passed by callers that reuse it.
+
+    Returns
+    -------
+    cluster : ndarray of shape (n,), int32
+        0-based index of the nearest centroid; ties go to the lower index.
+    distance : ndarray of shape (n,), float64
+        Euclidean distance to that centroid.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if squared_norms is None:
+        squared_norms = (centroids**2).sum(axis=1)
+    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, clipped at 0 against rounding.
+    squared = (
+        (points**2).sum(axis=1, keepdims=True)
+        - 2.0 * points @ centroids.T
+        + squared_norms[None, :]
+    )
+    cluster = squared.argmin(axis=1)
+    nearest = np.maximum(squared[np.arange(len(points)), cluster], 0.0)
+    return cluster.astype(np.int32), np.sqrt(nearest)
