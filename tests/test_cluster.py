@@ -216,12 +216,34 @@ def run_training_step(cluster, tracking_uri, table, folder, **train) -> SubmitRe
         cluster={"k": 10},
         output={"path": str(folder / "out")},
         tracking={"experiment": "cluster", "run_name": "barrier"},
+        registry={"model_name": "cluster-digits"},
         seed=0,
     )
     return submit_job(
         cluster.master_url,
         "train",
         ["--config", config],
+        env={"MLFLOW_TRACKING_URI": tracking_uri},
+    )
+
+
+def run_scoring_step(cluster, tracking_uri, table, folder, run_date) -> SubmitResult:
+    """Submit the scoring job with the registered candidate version."""
+    return submit_job(
+        cluster.master_url,
+        "score",
+        [
+            "--config",
+            str(folder / "train.yaml"),
+            "--input",
+            table,
+            "--output",
+            str(folder / "scores"),
+            "--date",
+            run_date,
+            "--model-uri",
+            "models:/cluster-digits@candidate",
+        ],
         env={"MLFLOW_TRACKING_URI": tracking_uri},
     )
 
@@ -271,6 +293,34 @@ def test_training_job_on_cluster(
     model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert model_files == {"model/autoencoder.pt", "model/spec.json"}
     assert f"run {run.info.run_id}" in result.output
+
+    # The registered version, scored through spark-submit on the same cluster.
+    version = client.get_model_version_by_alias("cluster-digits", "candidate")
+    assert version.run_id == run.info.run_id
+    scored = run_scoring_step(
+        cluster, tracking_server, digits_table, tmp_path, "2026-01-31"
+    )
+    record_property("score_job_seconds", round(scored.seconds, 1))
+    assert scored.returncode == 0, scored.output[-6000:]
+    partition = tmp_path / "scores" / "date=2026-01-31"
+    scores = pq.read_table(partition).to_pydict()
+    assert len(scores["id"]) == 1797
+    trained = dict(
+        zip(
+            assignments.column("id").to_pylist(),
+            assignments.column("cluster").to_pylist(),
+            strict=True,
+        )
+    )
+    assert all(
+        trained[row_id] == cluster_id
+        for row_id, cluster_id in zip(scores["id"], scores["cluster"], strict=True)
+    )
+    score_runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`deepclust.job` = 'score'"
+    )
+    assert len(score_runs) == 1
+    assert score_runs[0].info.status == "FINISHED"
 
 
 def test_unreachable_master_fails_fast(tmp_path):
