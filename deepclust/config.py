@@ -161,7 +161,6 @@ class TrainConfig:
     shuffle_buffer_rows: int = _option(100_000, _int(low=1))
     shift_pixels: int = _option(0, _int(low=0, high=64))
     shards_per_process: int = _option(2, _int(low=1, high=1024))
-    timeout_seconds: int = _option(3600, _int(low=10))
 
 
 @dataclass(frozen=True)
