@@ -7,10 +7,12 @@ import io
 import json
 from dataclasses import dataclass
 
+import pyarrow as pa
 import torch
 from torch import nn
 
 from deepclust.errors import InputError
+from deepclust.read.shards import list_column_to_numpy
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class ModelSpec:
     family : str
         Model family name, e.g. ``"mlp"``.
     input_dim : int
-        Length of a row's ``features`` array.
+        Length of a row's ``features`` array; for series, the channel count.
     hidden_dims : tuple of int
         Encoder layer sizes between input and embedding; the decoder mirrors
         them.
@@ -31,6 +33,14 @@ class ModelSpec:
     shift, scale : tuple of float or None
         Input scaling, ``(x - shift) / scale``, learned from the training table;
         None means no scaling.
+    rnn_cell : str
+        ``"gru"`` or ``"lstm"``, for the ``rnn`` family.
+    rnn_hidden_size, rnn_layers : int
+        Hidden size and layer count of the encoder and decoder RNNs.
+    bidirectional : bool
+        Whether the encoder RNN reads the series in both directions.
+    normalize : bool
+        Whether the ``rnn`` family z-normalises each series and channel.
     """
 
     family: str
@@ -39,6 +49,12 @@ class ModelSpec:
     embedding_dim: int
     shift: tuple | None = None
     scale: tuple | None = None
+    # Recurrent family only; the other families ignore these.
+    rnn_cell: str = "gru"
+    rnn_hidden_size: int = 64
+    rnn_layers: int = 1
+    bidirectional: bool = True
+    normalize: bool = True
 
     def to_json(self) -> str:
         """Return the spec as a JSON string."""
@@ -87,6 +103,22 @@ class Autoencoder(nn.Module):
         z = self.embed(x)
         return z, self.decoder(z)
 
+    # Batch input and loss. A family whose input is not a flat float matrix
+    # (series of different lengths) overrides these two; the training loop and
+    # the embedding UDF call them instead of building tensors themselves.
+
+    @classmethod
+    def batch_from_arrow(cls, column: pa.Array):
+        """Turn an Arrow ``features`` column into this family's model input.
+
+        Returns a writable float32 tensor of shape ``(rows, input_dim)``.
+        """
+        return torch.from_numpy(list_column_to_numpy(column))
+
+    def reconstruction_loss(self, x, reconstruction: torch.Tensor) -> torch.Tensor:
+        """Return the mean squared error between reconstruction and scaled input."""
+        return nn.functional.mse_loss(reconstruction, self.scale_input(x))
+
 
 _FAMILIES: dict[str, type[Autoencoder]] = {}
 
@@ -104,7 +136,7 @@ def register_family(name: str):
 def build_autoencoder(spec: ModelSpec) -> Autoencoder:
     """Build the autoencoder that ``spec`` describes, with fresh weights."""
     # Importing the families registers them.
-    from deepclust.models import mlp  # noqa: F401
+    from deepclust.models import mlp, rnn  # noqa: F401
 
     if spec.family not in _FAMILIES:
         raise InputError(
