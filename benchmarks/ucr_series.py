@@ -77,6 +77,9 @@ def deepclust_run(spark, name, k, folder, overrides):
     """Prepare the set and run the training job; return ``(NMI, ARI, seconds)``."""
     table = os.path.join(folder, "tables", name)
     prepare_table(spark, "ucr", table, os.path.join("data", "ucr", name))
+    # The job takes its tracking store from the config file or this variable,
+    # not from --set overrides.
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
     started = time.perf_counter()
     result = run_training_job(
         spark,
@@ -85,8 +88,6 @@ def deepclust_run(spark, name, k, folder, overrides):
             f"data.path={table}",
             f"output.path={os.path.join(folder, 'out', name)}",
             f"cluster.k={k}",
-            f"tracking.uri=sqlite:///{folder}/mlflow.db",
-            "tracking.experiment=benchmark-ucr",
             *overrides,
         ],
     )

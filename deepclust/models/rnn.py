@@ -98,7 +98,7 @@ def series_batch_from_arrow(column: pa.Array) -> SeriesBatch:
     # Scatter the concatenated steps into a zero-padded (rows, max, channels).
     max_length = int(lengths.max()) if rows else 0
     padded = np.zeros((rows, max_length, channels), dtype=np.float32)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
     row_index = np.repeat(np.arange(rows), lengths)
     step_index = np.arange(len(values)) - np.repeat(starts, lengths)
     padded[row_index, step_index] = values
