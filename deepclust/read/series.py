@@ -64,9 +64,10 @@ def series_stats(df: DataFrame):
         F.sum((length == 0).cast("long")).alias("empty"),
         F.first(F.when(bad_value, F.col("id")), True).alias("bad_value_id"),
         F.sum(bad_value.cast("long")).alias("bad_values"),
-        F.min_by("id", min_channels).alias("fewest_channels_id"),
+        # Ordering by (count, id) breaks ties, so the named ids are stable.
+        F.min_by("id", F.struct(min_channels, "id")).alias("fewest_channels_id"),
         F.min(min_channels).alias("min_channels"),
-        F.max_by("id", max_channels).alias("most_channels_id"),
+        F.max_by("id", F.struct(max_channels, "id")).alias("most_channels_id"),
         F.max(max_channels).alias("max_channels"),
         F.min(F.when(length > 0, length)).alias("min_length"),
         F.max(length).alias("max_length"),

@@ -170,9 +170,10 @@ def check_rows(df: DataFrame, path: str) -> TableSummary:
         F.sum(F.col("features").isNull().cast("long")).alias("null_features"),
         F.first(F.when(bad_value, F.col("id")), True).alias("bad_value_id"),
         F.sum(bad_value.cast("long")).alias("bad_values"),
-        F.min_by("id", size).alias("shortest_id"),
+        # Ordering by (size, id) breaks ties, so the named ids are stable.
+        F.min_by("id", F.struct(size, "id")).alias("shortest_id"),
         F.min(size).alias("min_size"),
-        F.max_by("id", size).alias("longest_id"),
+        F.max_by("id", F.struct(size, "id")).alias("longest_id"),
         F.max(size).alias("max_size"),
     ).first()
 
