@@ -103,9 +103,9 @@ class Autoencoder(nn.Module):
         z = self.embed(x)
         return z, self.decoder(z)
 
-    # Batch input and loss. A family whose input is not a flat float matrix
-    # (series of different lengths) overrides these two; the training loop and
-    # the embedding UDF call them instead of building tensors themselves.
+    # Batch input and loss. A family whose input is not a flat float matrix,
+    # such as series of different lengths, overrides these two. The training
+    # loop and the embedding UDF call them instead of building tensors.
 
     @classmethod
     def batch_from_arrow(cls, column: pa.Array):
