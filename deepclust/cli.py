@@ -83,6 +83,7 @@ def build_session(app_name: str, master: str | None = None):
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``deepclust`` command."""
     from deepclust.read.prepare import DEFAULT_MNIST_DIR, SOURCES
+    from deepclust.read.ucr import SPLITS
 
     parser = argparse.ArgumentParser(
         prog="deepclust",
@@ -98,7 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--source-dir",
         default=None,
-        help=f"folder of the MNIST IDX files (default: {DEFAULT_MNIST_DIR})",
+        help=f"folder of the MNIST IDX files (default: {DEFAULT_MNIST_DIR}), or "
+        "for ucr the archive folder with <Name>_TRAIN.ts and <Name>_TEST.ts "
+        "(or .tsv), e.g. data/ucr/Trace",
+    )
+    prepare.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="for ucr: the archive split to write; all is TRAIN, then TEST",
     )
     prepare.add_argument(
         "--overwrite", action="store_true", help="replace an existing output folder"
@@ -182,7 +191,12 @@ def run_prepare(args, spark) -> int:
     from deepclust.read.prepare import prepare_table
 
     rows = prepare_table(
-        spark, args.source, args.output, args.source_dir, overwrite=args.overwrite
+        spark,
+        args.source,
+        args.output,
+        args.source_dir,
+        overwrite=args.overwrite,
+        split=args.split,
     )
     print(f"Wrote {rows} rows of {args.source} to {args.output}")
     return 0

@@ -18,7 +18,7 @@ import yaml
 
 from deepclust.errors import ConfigError, invalid
 
-MODEL_FAMILIES = ("mlp", "conv")
+MODEL_FAMILIES = ("mlp", "conv", "rnn")
 
 
 def _int(low=None, high=None):
@@ -138,6 +138,18 @@ class ModelConfig:
     kernel_size: int = _option(3, _odd_int(1, 15), "conv: side of the kernels")
     embedding_dim: int = _option(10, _int(low=1, high=4096))
     scaling: str = _option("none", _choice("none", "standard", "minmax"))
+    # The rnn family, for series tables; the other families ignore these.
+    rnn_cell: str = _option("gru", _choice("gru", "lstm"), "recurrent cell of rnn")
+    rnn_hidden_size: int = _option(
+        64, _int(low=1, high=4096), "hidden size of the encoder and decoder RNNs"
+    )
+    rnn_layers: int = _option(1, _int(low=1, high=16), "stacked RNN layers")
+    bidirectional: bool = _option(
+        True, _bool(), "whether the encoder RNN reads series in both directions"
+    )
+    normalize: bool = _option(
+        True, _bool(), "z-normalise each series and channel inside the rnn model"
+    )
 
     @property
     def layer_sizes(self) -> tuple:

@@ -39,6 +39,7 @@ from deepclust.storage import delete_path, path_exists, publish, qualify, stagin
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
 from deepclust.track.images import log_image_artifacts
 from deepclust.track.mlflow_run import log_bytes, log_json, log_loss_curve
+from deepclust.track.series_plots import log_series_plots
 from deepclust.train import train_autoencoder
 from deepclust.train.distributed import write_snapshot
 
@@ -138,6 +139,7 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
     with timer.stage("read") as stage:
         df, summary = read_feature_table(spark, config.data.path)
         stage["rows"] = summary.rows
+    check_family_fits_table(config, summary)
     check_table_fits_config(config, summary)
     mlflow.log_metrics({"rows": summary.rows, "feature_dim": summary.feature_dim})
 
@@ -193,7 +195,51 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
         {"centroids": fitted.centroids, "sizes": sizes, "seed": fitted.seed},
         "centroids.json",
     )
+    if summary.series_lengths is not None:
+        log_series_plots(df, assignments, result.model)
     return metrics
+
+
+def check_family_fits_table(config: JobConfig, summary: TableSummary) -> None:
+    """Check that the model family suits the table: rnn for series, no other.
+
+    Raises
+    ------
+    InputError
+        If ``model.family`` is rnn and the table contains feature vectors, or
+        the other way round, or the rnn family is combined with a key it does
+        not use (``model.scaling``, ``data.image_shape``).
+    """
+    family = config.model.family
+    is_series = summary.series_lengths is not None
+    if family == "rnn" and not is_series:
+        raise InputError(
+            f"Invalid config key model.family: 'rnn' expects a series table "
+            f"(features as array<array<float>>, time steps x channels), but "
+            f"{config.data.path!r} has feature vectors of length "
+            f"{summary.feature_dim}. Use another model.family, or write the "
+            "series with `deepclust prepare ucr`."
+        )
+    if is_series and family != "rnn":
+        raise InputError(
+            f"Invalid config key model.family: {family!r} expects feature "
+            f"vectors, but {config.data.path!r} is a series table (features as "
+            "array<array<float>>). Set model.family: rnn."
+        )
+    if family != "rnn":
+        return
+    if config.model.scaling != "none":
+        raise InputError(
+            f"Invalid config key model.scaling: {config.model.scaling!r} is not "
+            "available for the rnn family, which scales each series itself. Set "
+            "model.scaling: none and use model.normalize."
+        )
+    if config.data.image_shape is not None or config.train.shift_pixels:
+        raise InputError(
+            "Invalid config keys data.image_shape and train.shift_pixels for the "
+            "rnn family: expected null and 0, because series are not images. "
+            "Remove them from the config."
+        )
 
 
 def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
@@ -242,6 +288,11 @@ def _model_spec(df, config: JobConfig, summary: TableSummary) -> ModelSpec:
         scale=scale,
         input_shape=config.data.image_shape,
         kernel_size=config.model.kernel_size,
+        rnn_cell=config.model.rnn_cell,
+        rnn_hidden_size=config.model.rnn_hidden_size,
+        rnn_layers=config.model.rnn_layers,
+        bidirectional=config.model.bidirectional,
+        normalize=config.model.normalize,
     )
 
 

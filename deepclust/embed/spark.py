@@ -17,7 +17,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from deepclust.models.base import ModelSpec, load_autoencoder
-from deepclust.read.shards import list_column_to_numpy
 
 
 def embed_table(
@@ -28,7 +27,8 @@ def embed_table(
     Parameters
     ----------
     df : DataFrame
-        Columns ``id`` and ``features`` (array<float>, equal lengths).
+        Columns ``id`` and ``features`` (array<float>, equal lengths; or
+        array<array<float>> series for the rnn family).
     spec, weights
         The autoencoder, as returned by training.
     batch_rows : int
@@ -71,9 +71,9 @@ def embed_batches(
 
 
 def _embed_batch(model, batch: pa.RecordBatch) -> pa.RecordBatch:
-    features = list_column_to_numpy(batch.column(1))
+    features = model.batch_from_arrow(batch.column(1))
     with torch.inference_mode():
-        embedding = model.embed(torch.from_numpy(features)).numpy()
+        embedding = model.embed(features).numpy()
     return pa.RecordBatch.from_arrays(
         [batch.column(0), fixed_rows_to_list(embedding)], names=["id", "embedding"]
     )

@@ -26,10 +26,12 @@ import json
 import math
 from dataclasses import dataclass
 
+import pyarrow as pa
 import torch
 from torch import nn
 
 from deepclust.errors import InputError, invalid
+from deepclust.read.shards import list_column_to_numpy
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class ModelSpec:
     family : str
         Model family name, e.g. ``"mlp"``.
     input_dim : int
-        Length of a row's ``features`` array.
+        Length of a row's ``features`` array; for series, the channel count.
     hidden_dims : tuple of int
         Encoder layer sizes between input and embedding: units of the dense
         layers (``mlp``) or channels of the convolution blocks (``conv``). The
@@ -57,6 +59,14 @@ class ModelSpec:
         for plain vectors.
     kernel_size : int
         Side of the square convolution kernels; used by ``conv`` only.
+    rnn_cell : str
+        ``"gru"`` or ``"lstm"``, for the ``rnn`` family.
+    rnn_hidden_size, rnn_layers : int
+        Hidden size and layer count of the encoder and decoder RNNs.
+    bidirectional : bool
+        Whether the encoder RNN reads the series in both directions.
+    normalize : bool
+        Whether the ``rnn`` family z-normalises each series and channel.
     """
 
     family: str
@@ -67,6 +77,12 @@ class ModelSpec:
     scale: tuple | None = None
     input_shape: tuple | None = None
     kernel_size: int = 3
+    # Recurrent family only; the other families ignore these.
+    rnn_cell: str = "gru"
+    rnn_hidden_size: int = 64
+    rnn_layers: int = 1
+    bidirectional: bool = True
+    normalize: bool = True
 
     def to_json(self) -> str:
         """Return the spec as a JSON string."""
@@ -144,6 +160,22 @@ class Autoencoder(nn.Module):
         z = self.embed(x)
         return z, self.decoder(z)
 
+    # Batch input and loss. A family whose input is not a flat float matrix,
+    # such as series of different lengths, overrides these two. The training
+    # loop and the embedding UDF call them instead of building tensors.
+
+    @classmethod
+    def batch_from_arrow(cls, column: pa.Array):
+        """Turn an Arrow ``features`` column into this family's model input.
+
+        Returns a writable float32 tensor of shape ``(rows, input_dim)``.
+        """
+        return torch.from_numpy(list_column_to_numpy(column))
+
+    def reconstruction_loss(self, x, reconstruction: torch.Tensor) -> torch.Tensor:
+        """Return the mean squared error between reconstruction and scaled input."""
+        return nn.functional.mse_loss(reconstruction, self.scale_input(x))
+
 
 _FAMILIES: dict[str, type[Autoencoder]] = {}
 
@@ -161,7 +193,7 @@ def register_family(name: str):
 def family_class(name: str) -> type[Autoencoder]:
     """Return the :class:`Autoencoder` subclass registered as ``name``."""
     # Importing the families registers them.
-    from deepclust.models import conv, mlp  # noqa: F401
+    from deepclust.models import conv, mlp, rnn  # noqa: F401
 
     if name not in _FAMILIES:
         raise InputError(

@@ -5,7 +5,9 @@ Sources:
 * ``mnist``: the MNIST IDX files (``t10k-images-idx3-ubyte[.gz]`` and
   ``t10k-labels-idx1-ubyte[.gz]``), pixels scaled to [0, 1];
 * ``digits``: scikit-learn's 8x8 digits, pixels scaled to [0, 1];
-* ``iris``: scikit-learn's iris, the four measurements in centimetres.
+* ``iris``: scikit-learn's iris, the four measurements in centimetres;
+* ``ucr``: a UCR/UEA archive folder of ``.ts`` or ``.tsv`` files, written as a
+  series table (:mod:`deepclust.read.ucr`).
 
 Row ids are the 0-based position in the source, so they are stable across runs.
 """
@@ -26,7 +28,7 @@ from deepclust.storage import path_exists
 
 _logger = logging.getLogger(__name__)
 
-SOURCES = ("mnist", "digits", "iris")
+SOURCES = ("mnist", "digits", "iris", "ucr")
 MNIST_IMAGES = "t10k-images-idx3-ubyte"
 MNIST_LABELS = "t10k-labels-idx1-ubyte"
 DEFAULT_MNIST_DIR = os.path.join("data", "mnist")
@@ -138,11 +140,13 @@ def prepare_table(
     source_dir: str | None = None,
     overwrite: bool = False,
     num_files: int = 4,
+    split: str = "all",
 ) -> int:
     """Write a named source as a parquet feature table and return its row count.
 
     The table is written with Spark, so ``output_path`` may be on any file
-    system that Spark can write to.
+    system that Spark can write to. ``split`` applies to ``ucr`` only: the
+    archive's ``all`` (TRAIN rows, then TEST rows), ``train`` or ``test``.
 
     Raises
     ------
@@ -150,6 +154,10 @@ def prepare_table(
         If the source is unknown or unreadable, or ``output_path`` exists and
         ``overwrite`` is false.
     """
+    if name == "ucr":
+        return _prepare_series(
+            spark, source_dir, split, output_path, overwrite, num_files
+        )
     features, labels = load_source(name, source_dir)
     if not overwrite and path_exists(spark, output_path):
         raise InputError(
@@ -168,6 +176,37 @@ def prepare_table(
         output_path,
     )
     return len(features)
+
+
+def _prepare_series(spark, source_dir, split, output_path, overwrite, num_files) -> int:
+    from deepclust.read.ucr import load_series, series_arrow_table
+
+    if source_dir is None:
+        raise InputError(
+            "Missing --source-dir for source 'ucr': expected a folder with "
+            "<Name>_TRAIN.ts and <Name>_TEST.ts, e.g. data/ucr/Trace."
+        )
+    data = load_series(source_dir, split)
+    if not overwrite and path_exists(spark, output_path):
+        raise InputError(
+            f"Output path {output_path!r} already exists. Pass --overwrite to "
+            "replace it, or choose another path."
+        )
+    df = spark.createDataFrame(series_arrow_table(data))
+    df.repartition(num_files).sortWithinPartitions("id").write.mode(
+        "overwrite"
+    ).parquet(output_path)
+    lengths = [len(s) for s in data.series]
+    _logger.info(
+        "prepare: wrote %d series (%d channel(s), %d to %d steps) of %s to %s",
+        len(lengths),
+        data.channels,
+        min(lengths),
+        max(lengths),
+        source_dir,
+        output_path,
+    )
+    return len(lengths)
 
 
 def _find_idx(folder: str, stem: str) -> str:

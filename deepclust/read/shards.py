@@ -23,7 +23,8 @@ class ShardReader:
     ----------
     path : str
         Folder (local path or URI that pyarrow understands) of parquet files
-        with a ``features`` column of ``list<float>``.
+        with a ``features`` column of ``list<float>`` (or ``list<list<float>>``
+        for series, read with :meth:`arrow_batches`).
     rank, world_size : int
         This rank and the number of ranks; file ``i`` (in sorted order) goes
         to rank ``i % world_size``.
@@ -47,9 +48,18 @@ class ShardReader:
 
         The last batch of each buffer window may be smaller than ``batch_size``.
         """
+        for column in self.arrow_batches(batch_size, seed):
+            yield list_column_to_numpy(column)
+
+    def arrow_batches(self, batch_size: int, seed: int) -> Iterator[pa.Array]:
+        """Yield the ``features`` column in shuffled Arrow slices of ``batch_size``.
+
+        Rows come in the same order as from :meth:`batches`; a model family
+        turns each slice into its input with ``batch_from_arrow``.
+        """
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self.files))
-        buffer: list[np.ndarray] = []
+        buffer: list[pa.Array] = []
         held = 0
         for index in order:
             for batch in _read_file(self.files[index]):
@@ -68,11 +78,11 @@ def _count_rows(files: list[str]) -> int:
     return ds.dataset(files, format="parquet").count_rows()
 
 
-def _read_file(path: str) -> Iterator[np.ndarray]:
+def _read_file(path: str) -> Iterator[pa.Array]:
     dataset = ds.dataset(path, format="parquet")
     for record_batch in dataset.to_batches(columns=["features"]):
         if record_batch.num_rows:
-            yield list_column_to_numpy(record_batch.column(0))
+            yield record_batch.column(0)
 
 
 def list_column_to_numpy(column: pa.Array) -> np.ndarray:
@@ -89,7 +99,7 @@ def list_column_to_numpy(column: pa.Array) -> np.ndarray:
 
 
 def _shuffled_batches(buffer, batch_size, rng):
-    rows = np.concatenate(buffer)
-    rows = rows[rng.permutation(len(rows))]
+    rows = pa.concat_arrays(buffer)
+    rows = rows.take(pa.array(rng.permutation(len(rows))))
     for start in range(0, len(rows), batch_size):
-        yield rows[start : start + batch_size]
+        yield rows.slice(start, batch_size)

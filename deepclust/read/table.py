@@ -10,6 +10,9 @@ features  array<float> (or double)    the feature vector; the same length in
                                       every row, no null, NaN or infinity
 label     any atomic type, optional   ground truth used only for scoring
 ========  ==========================  ==========================================
+
+A series table has ``features`` as ``array<array<float>>`` (time steps x
+channels) instead; :mod:`deepclust.read.series` checks it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from pyspark.sql import types as T
 from pyspark.sql.utils import AnalysisException
 
 from deepclust.errors import InputError
+from deepclust.read.series import (
+    SERIES_TYPE,
+    check_series_stats,
+    is_series_type,
+    series_stats,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -51,14 +60,19 @@ class TableSummary:
     rows : int
         Number of rows.
     feature_dim : int
-        Length of every ``features`` array.
+        Length of every ``features`` array; for a series table, the number of
+        channels per time step.
     has_label : bool
         Whether the table has a ``label`` column.
+    series_lengths : tuple of (int, int) or None
+        Shortest and longest series in time steps, for a series table; None
+        for a table of feature vectors.
     """
 
     rows: int
     feature_dim: int
     has_label: bool
+    series_lengths: tuple | None = None
 
 
 def read_feature_table(
@@ -69,8 +83,8 @@ def read_feature_table(
     Returns
     -------
     df : DataFrame
-        Columns ``id``, ``features`` as ``array<float>`` and ``label`` if the
-        table has one.
+        Columns ``id``, ``features`` as ``array<float>`` (``array<array<float>>``
+        for a series table) and ``label`` if the table has one.
     summary : TableSummary
 
     Raises
@@ -79,8 +93,9 @@ def read_feature_table(
         If the path does not exist or contains no parquet, or a column is
         missing or of the wrong type. Also if the table is empty, an id is
         null or repeated, or a feature array is null, contains null, NaN or
-        infinity, or differs in length from the others. The message names the
-        column or row id.
+        infinity, or differs in length from the others. For a series table,
+        also if a series has no time steps or the channel counts differ. The
+        message names the column or row id.
     """
     try:
         df = spark.read.parquet(path)
@@ -92,6 +107,11 @@ def read_feature_table(
         ) from exc
     check_schema(df, path)
     columns = ["id", "features"] + (["label"] if "label" in df.columns else [])
+    if is_series_type(df.schema["features"].dataType):
+        df = df.select(*columns).withColumn(
+            "features", F.col("features").cast(SERIES_TYPE)
+        )
+        return df, _check_series_table(df, path)
     df = df.select(*columns).withColumn(
         "features", F.col("features").cast(T.ArrayType(T.FloatType()))
     )
@@ -117,11 +137,11 @@ def check_schema(df: DataFrame, path: str) -> None:
     if not (
         isinstance(features, T.ArrayType)
         and isinstance(features.elementType, _FEATURE_ELEMENT_TYPES)
-    ):
+    ) and not is_series_type(features):
         raise InputError(
             f"Invalid type of column 'features' in {path!r}: expected "
-            f"array<float> or array<double>, got {features.simpleString()}. "
-            f"{_FIX_SCHEMA}"
+            f"array<float> or array<double> (array<array<float>> for series), "
+            f"got {features.simpleString()}. {_FIX_SCHEMA}"
         )
     if "label" in fields and not isinstance(fields["label"], T.AtomicType):
         raise InputError(
@@ -150,22 +170,14 @@ def check_rows(df: DataFrame, path: str) -> TableSummary:
         F.sum(F.col("features").isNull().cast("long")).alias("null_features"),
         F.first(F.when(bad_value, F.col("id")), True).alias("bad_value_id"),
         F.sum(bad_value.cast("long")).alias("bad_values"),
-        F.min_by("id", size).alias("shortest_id"),
+        # Ordering by (size, id) breaks ties, so the named ids are stable.
+        F.min_by("id", F.struct(size, "id")).alias("shortest_id"),
         F.min(size).alias("min_size"),
-        F.max_by("id", size).alias("longest_id"),
+        F.max_by("id", F.struct(size, "id")).alias("longest_id"),
         F.max(size).alias("max_size"),
     ).first()
 
-    if stats["rows"] == 0:
-        raise InputError(
-            f"The feature table at {path!r} is empty: expected at least one row. "
-            "Check data.path and the job that wrote the table."
-        )
-    if stats["null_ids"]:
-        raise InputError(
-            f"Column 'id' in {path!r} has {stats['null_ids']} null value(s): "
-            "expected a unique non-null id per row. Assign ids before clustering."
-        )
+    check_rows_and_ids(stats, path)
     if stats["null_features"]:
         raise InputError(
             f"Column 'features' is null in {stats['null_features']} row(s) of "
@@ -191,6 +203,30 @@ def check_rows(df: DataFrame, path: str) -> TableSummary:
             f"Column 'features' has empty arrays in {path!r}, e.g. row id "
             f"{stats['shortest_id']!r}: expected at least one value per row."
         )
+    check_unique_ids(df, path)
+    return TableSummary(
+        rows=stats["rows"],
+        feature_dim=stats["min_size"],
+        has_label="label" in df.columns,
+    )
+
+
+def check_rows_and_ids(stats, path: str) -> None:
+    """Raise an InputError if the aggregated ``rows`` is 0 or ``null_ids`` is not."""
+    if stats["rows"] == 0:
+        raise InputError(
+            f"The feature table at {path!r} is empty: expected at least one row. "
+            "Check data.path and the job that wrote the table."
+        )
+    if stats["null_ids"]:
+        raise InputError(
+            f"Column 'id' in {path!r} has {stats['null_ids']} null value(s): "
+            "expected a unique non-null id per row. Assign ids before clustering."
+        )
+
+
+def check_unique_ids(df: DataFrame, path: str) -> None:
+    """Raise an InputError naming an id that occurs more than once."""
     duplicate = df.groupBy("id").count().filter(F.col("count") > 1).limit(1).collect()
     if duplicate:
         row = duplicate[0]
@@ -198,10 +234,18 @@ def check_rows(df: DataFrame, path: str) -> TableSummary:
             f"Column 'id' in {path!r} repeats: id {row['id']!r} occurs "
             f"{row['count']} times. Expected unique ids; deduplicate the table."
         )
+
+
+def _check_series_table(df: DataFrame, path: str) -> TableSummary:
+    stats = series_stats(df)
+    check_rows_and_ids(stats, path)
+    check_series_stats(stats, path)
+    check_unique_ids(df, path)
     return TableSummary(
         rows=stats["rows"],
-        feature_dim=stats["min_size"],
+        feature_dim=stats["min_channels"],
         has_label="label" in df.columns,
+        series_lengths=(stats["min_length"], stats["max_length"]),
     )
 
 

@@ -112,20 +112,20 @@ def _train(request: dict, rank: int) -> dict:
         ddp.train()
         # join() lets ranks with fewer batches stop early without a hang.
         with ddp.join():
-            batches = reader.batches(rank_batch, seed + 7919 * epoch + rank)
-            for batch in batches:
-                x = torch.from_numpy(batch)
+            batches = reader.arrow_batches(rank_batch, seed + 7919 * epoch + rank)
+            for column in batches:
+                # A 2-d tensor, or padded series with lengths for the rnn family.
+                x = model.batch_from_arrow(column)
                 if max_shift:
                     x = random_shift(x, image_shape, max_shift, augment)
                 x = x.to(device, non_blocking=True)
                 _, reconstruction = ddp(x)
-                target = model.scale_input(x)
-                loss = torch.nn.functional.mse_loss(reconstruction, target)
+                loss = model.reconstruction_loss(x, reconstruction)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                totals[0] += loss.detach().double() * len(x)
-                totals[1] += len(x)
+                totals[0] += loss.detach().double() * len(column)
+                totals[1] += len(column)
         dist.all_reduce(totals)
         mean_loss = float(totals[0] / totals[1])
         losses.append(mean_loss)

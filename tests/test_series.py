@@ -1,0 +1,339 @@
+"""Series tables: .ts parsing, table checks, the rnn family and its loss."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from deepclust.embed import embed_table
+from deepclust.errors import InputError
+from deepclust.models import ModelSpec, build_autoencoder
+from deepclust.models.base import state_dict_to_bytes
+from deepclust.models.rnn import SeriesBatch, series_batch_from_arrow
+from deepclust.read import read_feature_table
+from deepclust.read.ucr import load_series, read_ts, read_tsv, series_arrow_table
+
+SERIES = pa.list_(pa.list_(pa.float32()))
+
+UNIVARIATE = """# a comment
+@problemName Tiny
+@timeStamps false
+@univariate true
+@equalLength true
+@seriesLength 3
+@classLabel true a b
+@data
+1.0,2.0,3.0:a
+
+4,5,6:b
+"""
+
+MULTIVARIATE = """@problemName TinyMulti
+@univariate false
+@dimensions 2
+@classLabel true x y
+@data
+1,2,3:10,20,30:x
+4,5,6:40,50,60:y
+"""
+
+UNEQUAL = """@problemName TinyUnequal
+@equalLength false
+@classLabel false
+@data
+1,2,3,4
+5,6
+7,8,9,?,?
+"""
+
+
+def write_text(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def spec(**changes):
+    values = dict(
+        family="rnn",
+        input_dim=1,
+        hidden_dims=(),
+        embedding_dim=4,
+        rnn_hidden_size=8,
+    )
+    values.update(changes)
+    return ModelSpec(**values)
+
+
+def test_ts_univariate(tmp_path):
+    data = read_ts(write_text(tmp_path, "a.ts", UNIVARIATE))
+    assert data.channels == 1
+    assert data.labels == ["a", "b"]
+    assert [s.shape for s in data.series] == [(3, 1), (3, 1)]
+    assert data.series[1][:, 0].tolist() == [4.0, 5.0, 6.0]
+
+
+def test_ts_multivariate_is_steps_by_channels(tmp_path):
+    data = read_ts(write_text(tmp_path, "m.ts", MULTIVARIATE))
+    assert data.channels == 2
+    assert data.series[0].tolist() == [[1, 10], [2, 20], [3, 30]]
+    assert data.labels == ["x", "y"]
+
+
+def test_ts_unequal_lengths_trim_padding(tmp_path):
+    data = read_ts(write_text(tmp_path, "u.ts", UNEQUAL))
+    assert data.labels is None
+    assert [len(s) for s in data.series] == [4, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("1,2,x:a", r"line 11 .*numbers separated by ',', got 'x'"),
+        ("1,2,3:c", r"line 11 .*class label from @classLabel \(a b\), got 'c'"),
+        ("1,2,3", r"line 11 .*values, then ':' and a class label"),
+        ("1,?,3:a", r"line 11 .*no missing values inside a series"),
+    ],
+)
+def test_ts_malformed_line_named(tmp_path, line, expected):
+    text = UNIVARIATE.replace("4,5,6:b", line)
+    with pytest.raises(InputError, match=expected):
+        read_ts(write_text(tmp_path, "bad.ts", text))
+
+
+def test_ts_channel_lengths_must_match(tmp_path):
+    text = MULTIVARIATE.replace("4,5,6:40,50,60:y", "4,5,6:40,50:y")
+    with pytest.raises(InputError, match=r"line 7 .*lengths \[3, 2\]"):
+        read_ts(write_text(tmp_path, "bad.ts", text))
+
+
+def test_ts_header_without_data(tmp_path):
+    with pytest.raises(InputError, match=r"no @data line"):
+        read_ts(write_text(tmp_path, "bad.ts", "@problemName X\n"))
+
+
+def test_ts_timestamps_rejected(tmp_path):
+    text = UNIVARIATE.replace("@timeStamps false", "@timeStamps true")
+    with pytest.raises(InputError, match=r"@timeStamps true"):
+        read_ts(write_text(tmp_path, "t.ts", text))
+
+
+def test_tsv_matches_ts_for_gunpoint():
+    from_tsv = read_tsv("data/ucr/GunPoint/GunPoint_TRAIN.tsv")
+    from_ts = load_series("data/ucr/GunPoint", "train")
+    assert from_tsv.labels == from_ts.labels
+    for a, b in zip(from_tsv.series, from_ts.series, strict=True):
+        np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize(
+    "name, rows, channels, lengths",
+    [
+        ("Trace", 200, 1, (275, 275)),
+        ("GunPoint", 200, 1, (150, 150)),
+        ("BasicMotions", 80, 6, (100, 100)),
+        ("PickupGestureWiimoteZ", 100, 1, (29, 361)),
+    ],
+)
+def test_archive_samples(name, rows, channels, lengths):
+    data = load_series(f"data/ucr/{name}")
+    found = [len(s) for s in data.series]
+    assert len(data.series) == rows
+    assert data.channels == channels
+    assert (min(found), max(found)) == lengths
+
+
+def write_series_table(tmp_path, series, name="series"):
+    folder = tmp_path / name
+    folder.mkdir()
+    table = pa.table(
+        {
+            "id": pa.array(range(len(series)), pa.int64()),
+            "features": pa.array(series, pa.list_(pa.list_(pa.float64()))),
+        }
+    )
+    pq.write_table(table, folder / "part-0.parquet")
+    return str(folder)
+
+
+def test_series_table_summary(spark, tmp_path):
+    path = write_series_table(tmp_path, [[[1.0, 2.0]] * 3, [[0.0, 1.0]] * 5])
+    df, summary = read_feature_table(spark, path)
+    assert summary.feature_dim == 2
+    assert summary.series_lengths == (3, 5)
+    assert df.schema["features"].dataType.simpleString() == "array<array<float>>"
+
+
+def test_series_without_steps_rejected(spark, tmp_path):
+    path = write_series_table(tmp_path, [[[1.0]] * 3, []])
+    with pytest.raises(InputError, match=r"1 series with no time steps.*row id 1\b"):
+        read_feature_table(spark, path)
+
+
+def test_series_channel_counts_differ(spark, tmp_path):
+    path = write_series_table(tmp_path, [[[1.0]] * 3, [[1.0, 2.0]] * 2])
+    with pytest.raises(
+        InputError,
+        match=r"different channel counts.*row id 0 has a step with 1 value.*"
+        r"row id 1 one with 2",
+    ):
+        read_feature_table(spark, path)
+
+
+def test_series_nan_rejected(spark, tmp_path):
+    path = write_series_table(tmp_path, [[[1.0]] * 3, [[1.0], [float("nan")]]])
+    with pytest.raises(InputError, match=r"NaN or infinite values in 1 series.*id 1\b"):
+        read_feature_table(spark, path)
+
+
+def test_padding_batch_layout():
+    column = pa.array([[[1.0], [2.0], [3.0]], [[4.0]]], SERIES)
+    batch = series_batch_from_arrow(column)
+    assert batch.values.shape == (2, 3, 1)
+    assert batch.lengths.tolist() == [3, 1]
+    assert batch.values[1, :, 0].tolist() == [4.0, 0.0, 0.0]
+
+
+def test_padding_batch_of_sliced_column():
+    column = pa.array([[[9.0]], [[1.0, 5.0], [2.0, 6.0]], [[3.0, 7.0]]], SERIES)
+    batch = series_batch_from_arrow(column.slice(1, 2))
+    assert batch.lengths.tolist() == [2, 1]
+    assert batch.values[0].tolist() == [[1.0, 5.0], [2.0, 6.0]]
+    assert batch.values[1].tolist() == [[3.0, 7.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_loss_ignores_padding(cell):
+    torch.manual_seed(0)
+    model = build_autoencoder(spec(rnn_cell=cell, input_dim=2))
+    lengths = torch.tensor([7, 3, 5])
+    values = torch.randn(3, 7, 2)
+    garbage = values.clone()
+    for row, length in enumerate(lengths.tolist()):
+        values[row, length:] = 0.0
+        garbage[row, length:] = 1e3 * torch.randn(7 - length, 2)
+    clean, dirty = SeriesBatch(values, lengths), SeriesBatch(garbage, lengths)
+
+    z_clean, rec_clean = model(clean)
+    z_dirty, rec_dirty = model(dirty)
+    torch.testing.assert_close(z_dirty, z_clean)
+    loss_clean = model.reconstruction_loss(clean, rec_clean)
+    loss_dirty = model.reconstruction_loss(dirty, rec_dirty)
+    torch.testing.assert_close(loss_dirty, loss_clean)
+
+    # The padded loss equals the loss of each series alone, weighted by steps.
+    per_series = []
+    for row, length in enumerate(lengths.tolist()):
+        alone = SeriesBatch(values[row : row + 1, :length], lengths[row : row + 1])
+        per_series.append(model.reconstruction_loss(alone, model(alone)[1]) * length)
+    torch.testing.assert_close(loss_clean, sum(per_series) / lengths.sum())
+
+
+def test_z_normalisation_in_model():
+    model = build_autoencoder(spec())
+    batch = SeriesBatch(torch.tensor([[[1.0], [3.0], [0.0]]]), torch.tensor([2]))
+    assert model.scale_input(batch)[0, :, 0].tolist() == [-1.0, 1.0, 0.0]
+    raw = build_autoencoder(spec(normalize=False))
+    assert raw.scale_input(batch)[0, :, 0].tolist() == [1.0, 3.0, 0.0]
+
+
+def test_unknown_cell_rejected():
+    with pytest.raises(InputError, match=r"model.rnn_cell 'rnn'.*gru"):
+        build_autoencoder(spec(rnn_cell="rnn"))
+
+
+def test_embedding_equals_direct_torch_unequal(spark, tmp_path):
+    data = load_series("data/ucr/PickupGestureWiimoteZ")
+    folder = tmp_path / "pickup"
+    folder.mkdir()
+    pq.write_table(series_arrow_table(data), folder / "part-0.parquet")
+    df, summary = read_feature_table(spark, str(folder))
+    assert summary.series_lengths == (29, 361)
+
+    torch.manual_seed(1)
+    model = build_autoencoder(spec(rnn_layers=2)).eval()
+    weights = state_dict_to_bytes(model)
+    rows = embed_table(df, model.spec, weights, batch_rows=7).orderBy("id").collect()
+
+    assert [row["id"] for row in rows] == list(range(len(data.series)))
+    actual = np.array([row["embedding"] for row in rows], dtype=np.float32)
+    # Each series alone, with no padding, must embed the same as in a batch.
+    with torch.no_grad():
+        expected = np.concatenate(
+            [
+                model.embed(
+                    SeriesBatch(torch.from_numpy(s[None]), torch.tensor([len(s)]))
+                ).numpy()
+                for s in data.series
+            ]
+        )
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trace_table(spark, tmp_path_factory):
+    from deepclust.read.prepare import prepare_table
+
+    path = str(tmp_path_factory.mktemp("tables") / "trace")
+    assert prepare_table(spark, "ucr", path, "data/ucr/Trace") == 200
+    return path
+
+
+@pytest.mark.slow
+def test_trace_end_to_end(spark, tracking_uri, tmp_path, trace_table):
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.train import run_training_job
+    from tests.conftest import write_config
+
+    config = write_config(
+        tmp_path / "trace.yaml",
+        data={"path": trace_table},
+        model={"family": "rnn", "rnn_hidden_size": 16, "embedding_dim": 4},
+        train={"epochs": 4, "batch_size": 32, "learning_rate": 0.005},
+        cluster={"k": 4, "n_init": 3},
+        output={"path": str(tmp_path / "out")},
+        tracking={"experiment": "tests"},
+    )
+    result = run_training_job(spark, config)
+
+    # Chance level is NMI 0; published Euclidean KMeans reaches 0.53.
+    assert result.metrics["nmi"] > 0.2
+    assignments = spark.read.parquet(str(tmp_path / "out" / "assignments"))
+    assert assignments.count() == 200
+    client = MlflowClient(tracking_uri)
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert "cluster_series.png" in artifacts
+    assert "reconstructions.png" in artifacts
+    spec = client.download_artifacts(result.run_id, "model/spec.json")
+    assert '"family": "rnn"' in open(spec).read()
+
+
+def test_mlp_on_series_table_rejected(spark, tracking_uri, tmp_path, trace_table):
+    from pipelines.train import run_training_job
+    from tests.conftest import write_config
+
+    config = write_config(
+        tmp_path / "bad.yaml",
+        data={"path": trace_table},
+        model={"family": "mlp"},
+        output={"path": str(tmp_path / "out")},
+    )
+    with pytest.raises(InputError, match=r"'mlp' expects feature vectors.*rnn"):
+        run_training_job(spark, config)
+
+
+def test_rnn_on_vector_table_rejected(spark, tracking_uri, tmp_path, iris_table):
+    from pipelines.train import run_training_job
+    from tests.conftest import write_config
+
+    config = write_config(
+        tmp_path / "bad.yaml",
+        data={"path": iris_table},
+        model={"family": "rnn"},
+        cluster={"k": 3},
+        output={"path": str(tmp_path / "out")},
+    )
+    with pytest.raises(InputError, match=r"'rnn' expects a series table.*length 4"):
+        run_training_job(spark, config)
