@@ -138,6 +138,9 @@ class ModelConfig:
     kernel_size: int = _option(3, _odd_int(1, 15), "conv: side of the kernels")
     embedding_dim: int = _option(10, _int(low=1, high=4096))
     scaling: str = _option("none", _choice("none", "standard", "minmax"))
+    normalize_embedding: bool = _option(
+        False, _bool(), "scale each embedding to unit length before KMeans"
+    )
     # The rnn family, for series tables; the other families ignore these.
     rnn_cell: str = _option("gru", _choice("gru", "lstm"), "recurrent cell of rnn")
     rnn_hidden_size: int = _option(

@@ -30,7 +30,7 @@ from deepclust.config import (
     read_yaml,
 )
 from deepclust.embed import embed_table
-from deepclust.errors import InputError
+from deepclust.errors import ConfigError, InputError
 from deepclust.evaluate import evaluate_assignments
 from deepclust.models import ModelSpec, check_spec
 from deepclust.read import TableSummary, read_feature_table
@@ -91,7 +91,14 @@ def run_training_job(
     In every case the MLflow run is marked FAILED and no output is written.
     """
     raw = _read_raw_config(config_path)
-    tracking = raw.get("tracking") if isinstance(raw.get("tracking"), dict) else {}
+    try:
+        merged = apply_overrides(raw, list(overrides))
+    except ConfigError:
+        # Raised again inside the run below, so that the run is marked FAILED.
+        merged = raw
+    tracking = (
+        merged.get("tracking") if isinstance(merged.get("tracking"), dict) else {}
+    )
     uri = resolve_tracking_uri(_string_or_none(tracking.get("uri")))
     experiment = _string_or_none(tracking.get("experiment")) or "deepclust"
     run_name = _string_or_none(tracking.get("run_name"))
@@ -293,6 +300,7 @@ def _model_spec(df, config: JobConfig, summary: TableSummary) -> ModelSpec:
         rnn_layers=config.model.rnn_layers,
         bidirectional=config.model.bidirectional,
         normalize=config.model.normalize,
+        normalize_embedding=config.model.normalize_embedding,
     )
 
 

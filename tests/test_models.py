@@ -153,3 +153,13 @@ def test_mlp_accepts_image_shape():
     check_spec(spec)
     with pytest.raises(InputError, match=r"multiply to 72"):
         check_spec(ModelSpec("mlp", 64, (8,), 2, input_shape=(1, 8, 9)))
+
+
+def test_normalized_embedding_has_unit_length():
+    spec = ModelSpec("mlp", 6, (5,), 3, normalize_embedding=True)
+    model = build_autoencoder(spec)
+    x = torch.randn(4, 6)
+    norms = model.embed(x).norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(4))
+    code, _ = model(x)
+    torch.testing.assert_close(model.embed(x), torch.nn.functional.normalize(code))

@@ -263,3 +263,10 @@ def test_too_many_processes_fail_fast(spark, tracking_uri, tmp_path, iris_table)
     )
     with pytest.raises(TrainingError, match=r"num_processes 3.*2 free task slot"):
         run_training_job(spark, config)
+
+
+def test_tracking_overrides_apply(spark, tracking_uri, tmp_path):
+    config = small_config(tmp_path, bad_table(tmp_path), tmp_path / "out")
+    with pytest.raises(InputError):
+        run_training_job(spark, config, ["tracking.experiment=overridden"])
+    assert last_run(tracking_uri, "overridden").info.status == "FAILED"

@@ -67,6 +67,9 @@ class ModelSpec:
         Whether the encoder RNN reads the series in both directions.
     normalize : bool
         Whether the ``rnn`` family z-normalises each series and channel.
+    normalize_embedding : bool
+        Whether :meth:`Autoencoder.embed` scales each embedding to unit L2
+        length, so that KMeans compares directions of the code.
     """
 
     family: str
@@ -83,6 +86,7 @@ class ModelSpec:
     rnn_layers: int = 1
     bidirectional: bool = True
     normalize: bool = True
+    normalize_embedding: bool = False
 
     def to_json(self) -> str:
         """Return the spec as a JSON string."""
@@ -152,13 +156,21 @@ class Autoencoder(nn.Module):
         """Return the input as the model sees it, ``(x - shift) / scale``."""
         return (x - self.shift) / self.scale
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the embedding of raw features."""
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the encoder's code of raw features, which the decoder reads."""
         return self.encoder(self.scale_input(x))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the embedding that is clustered: the code, scaled to unit
+        length when ``spec.normalize_embedding`` is set."""
+        code = self.encode(x)
+        if self.spec.normalize_embedding:
+            return nn.functional.normalize(code, dim=1)
+        return code
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.embed(x)
-        return z, self.decoder(z)
+        code = self.encode(x)
+        return code, self.decoder(code)
 
     # Batch input and loss. A family whose input is not a flat float matrix,
     # such as series of different lengths, overrides these two. The training

@@ -180,8 +180,8 @@ class RNNAutoencoder(Autoencoder):
             return z_normalize(x)
         return x.values * x.mask()
 
-    def embed(self, x: SeriesBatch) -> torch.Tensor:
-        """Return the ``(batch, embedding_dim)`` embedding of raw series."""
+    def encode(self, x: SeriesBatch) -> torch.Tensor:
+        """Return the ``(batch, embedding_dim)`` code of raw series."""
         packed = pack_padded_sequence(
             self.scale_input(x), x.lengths.cpu(), batch_first=True, enforce_sorted=False
         )
@@ -205,8 +205,8 @@ class RNNAutoencoder(Autoencoder):
         return self.to_output(outputs)
 
     def forward(self, x: SeriesBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.embed(x)
-        return z, self.decode(z, x.values.shape[1])
+        code = self.encode(x)
+        return code, self.decode(code, x.values.shape[1])
 
     def reconstruction_loss(
         self, x: SeriesBatch, reconstruction: torch.Tensor

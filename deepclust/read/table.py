@@ -111,7 +111,7 @@ def read_feature_table(
         df = df.select(*columns).withColumn(
             "features", F.col("features").cast(SERIES_TYPE)
         )
-        return df, _check_series_table(df, path)
+        return df, check_series_rows(df, path)
     df = df.select(*columns).withColumn(
         "features", F.col("features").cast(T.ArrayType(T.FloatType()))
     )
@@ -236,7 +236,8 @@ def check_unique_ids(df: DataFrame, path: str) -> None:
         )
 
 
-def _check_series_table(df: DataFrame, path: str) -> TableSummary:
+def check_series_rows(df: DataFrame, path: str) -> TableSummary:
+    """Check the values and the ids of a series table."""
     stats = series_stats(df)
     check_rows_and_ids(stats, path)
     check_series_stats(stats, path)

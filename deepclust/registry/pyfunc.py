@@ -24,6 +24,7 @@ import logging
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
@@ -79,9 +80,13 @@ class ClusterModel(mlflow.pyfunc.PythonModel):
         InputError
             If ``features`` is missing or a row's length is not ``input_dim``.
         """
-        features = features_to_numpy(model_input, self.spec.input_dim)
+        if self.spec.family == "rnn":
+            batch = self.autoencoder.batch_from_arrow(series_to_arrow(model_input))
+        else:
+            features = features_to_numpy(model_input, self.spec.input_dim)
+            batch = torch.from_numpy(features)
         with torch.inference_mode():
-            embedding = self.autoencoder.embed(torch.from_numpy(features)).numpy()
+            embedding = self.autoencoder.embed(batch).numpy()
         cluster, distance = nearest_centroids(embedding, self.centroids)
         output = pd.DataFrame({"cluster": cluster, "distance": distance})
         if "id" in model_input.columns:
@@ -93,6 +98,31 @@ class ClusterModel(mlflow.pyfunc.PythonModel):
         """Share of the training rows in each cluster, shape ``(k,)``."""
         sizes = np.asarray(self.sizes, dtype=np.float64)
         return sizes / sizes.sum()
+
+
+def series_to_arrow(frame: pd.DataFrame) -> pa.Array:
+    """Turn a ``features`` column of series into Arrow ``list<list<float>>``.
+
+    Raises
+    ------
+    InputError
+        If the column is missing or a row is not a list of time steps.
+    """
+    if "features" not in frame.columns:
+        raise InputError(
+            f"Missing column 'features' in the model input; it has "
+            f"{list(frame.columns)}. Pass a DataFrame with a 'features' column "
+            "of series (a list of time steps, each a list of channel values)."
+        )
+    try:
+        rows = [[list(map(float, step)) for step in row] for row in frame["features"]]
+    except TypeError as exc:
+        raise InputError(
+            f"Invalid 'features' in the model input: expected each row to be a "
+            f"list of time steps, each a list of channel values ({exc}). Pass "
+            "series as nested lists, e.g. [[0.1], [0.3], [0.2]]."
+        ) from exc
+    return pa.array(rows, type=pa.list_(pa.list_(pa.float32())))
 
 
 def features_to_numpy(frame: pd.DataFrame, input_dim: int) -> np.ndarray:
@@ -124,18 +154,24 @@ def features_to_numpy(frame: pd.DataFrame, input_dim: int) -> np.ndarray:
     return np.stack(frame["features"].to_numpy()).astype(np.float32, copy=False)
 
 
-def model_signature(id_type: str) -> ModelSignature:
+def model_signature(id_type: str, series: bool = False) -> ModelSignature:
     """Return the signature: ``id`` (optional), ``features`` in; assignments out.
 
     Parameters
     ----------
     id_type : str
         MLflow type name of the ``id`` column, ``"long"`` or ``"string"``.
+    series : bool
+        Whether ``features`` holds series (time steps x channels) instead of
+        one vector per row.
     """
+    features = Array(DataType.double)
+    if series:
+        features = Array(features)
     inputs = Schema(
         [
             ColSpec(id_type, "id", required=False),
-            ColSpec(Array(DataType.double), "features"),
+            ColSpec(features, "features"),
         ]
     )
     outputs = Schema(

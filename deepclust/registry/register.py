@@ -103,7 +103,7 @@ def register_trained_model(
             name=MODEL_NAME_IN_RUN,
             python_model=MODEL_CODE,
             artifacts=artifacts,
-            signature=model_signature(id_type),
+            signature=model_signature(id_type, series=spec.family == "rnn"),
             input_example=example,
             registered_model_name=model_name,
             pip_requirements=_pip_requirements(),
@@ -189,12 +189,17 @@ def _input_example(spark: SparkSession, table_path: str) -> tuple[pd.DataFrame, 
     example = pd.DataFrame(
         {
             "id": [row["id"] for row in rows],
-            "features": [[float(v) for v in row["features"]] for row in rows],
+            "features": [_plain_floats(row["features"]) for row in rows],
         }
     )
     if id_type == "long":
         example["id"] = example["id"].astype("int64")
     return example, id_type
+
+
+def _plain_floats(values):
+    """Return a feature array, or a series of steps, as nested lists of float."""
+    return [_plain_floats(v) if isinstance(v, list) else float(v) for v in values]
 
 
 def _pip_requirements() -> list[str]:

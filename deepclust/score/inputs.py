@@ -14,7 +14,8 @@ from pyspark.sql import types as T
 from pyspark.sql.utils import AnalysisException
 
 from deepclust.errors import InputError
-from deepclust.read.table import check_rows
+from deepclust.read.series import SERIES_TYPE, is_series_type
+from deepclust.read.table import check_rows, check_series_rows
 from deepclust.registry import ClusterModel, ModelVersionRef
 
 _logger = logging.getLogger(__name__)
@@ -105,14 +106,16 @@ def read_scoring_input(
         ) from exc
     check_signature(df.schema, loaded, path)
     input_dim = loaded.model.spec.input_dim
-    df = df.select("id", F.col("features").cast(T.ArrayType(T.FloatType())))
+    series = loaded.model.spec.family == "rnn"
+    feature_type = SERIES_TYPE if series else T.ArrayType(T.FloatType())
+    df = df.select("id", F.col("features").cast(feature_type))
     if df.isEmpty():
         raise InputError(
             f"The input table at {path!r} is empty: expected at least one row "
             "to score. Check --input and the job that writes the table for "
             "this date; nothing was written."
         )
-    summary = check_rows(df, path)
+    summary = check_series_rows(df, path) if series else check_rows(df, path)
     if summary.feature_dim != input_dim:
         raise InputError(
             f"Invalid length of column 'features' in {path!r}: model "
@@ -165,6 +168,11 @@ def _type_name(mlflow_type) -> str:
 
 def _type_matches(name: str, signature_type: str, actual: T.DataType) -> bool:
     if name == "features":
+        # A series model's signature has nested arrays, a vector model's not.
+        if is_series_type(actual):
+            return signature_type.startswith("Array(Array(")
+        if signature_type.startswith("Array(Array("):
+            return False
         return isinstance(actual, T.ArrayType) and isinstance(
             actual.elementType, _FEATURE_ELEMENT_TYPES
         )
