@@ -182,7 +182,7 @@ def add_override_option(parser) -> None:
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override a config value; repeatable, e.g. --set train.epochs=5",
+        help="override a config value; repeatable, e.g. --set cluster.k=8",
     )
 
 
@@ -250,7 +250,8 @@ def run_score(args, spark) -> int:
     print(f"deepclust scoring run {result.run_id}")
     print(f"model: {result.model_uri} (version {result.model_version})")
     print(f"output: {result.partition_path}")
-    for name in ("rows_out", "mean_distance", "drift_psi"):
+    print(f"  {'rows_out':<14}{int(result.metrics['rows_out'])}")
+    for name in ("mean_distance", "drift_psi"):
         print(f"  {name:<14}{result.metrics[name]:.4f}")
     return 0
 
@@ -291,7 +292,8 @@ def _report_errors(command, *args) -> int:
     try:
         return command(*args)
     except DeepClustError as exc:
-        _logger.error("%s", exc)
+        # The message goes to stderr once, without a log prefix, because it
+        # is the user's next step.
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -123,13 +123,15 @@ def _run_stages(spark: SparkSession, config: JobConfig, run_id: str) -> JobResul
     try:
         metrics = _stages_into(spark, config, staging, timer)
         delete_path(spark, f"{staging}/_train")
-        if config.registry.enabled:
-            register_trained_model(
-                spark, run_id, config.registry.model_name, config.data.path
-            )
         publish(spark, staging, output_path)
     finally:
         delete_path(spark, staging)
+    # Registered only once the outputs are in place, so that no version
+    # points at a run whose outputs were never written.
+    if config.registry.enabled:
+        register_trained_model(
+            spark, run_id, config.registry.model_name, config.data.path
+        )
 
     for name, seconds in timer.seconds.items():
         mlflow.log_metric(f"seconds_{name}", seconds)

@@ -181,3 +181,10 @@ def test_arrow_table_layout():
     table = to_arrow_table(np.ones((3, 2), np.float32), np.array([0, 1, 1]))
     assert table.column_names == ["id", "features", "label"]
     assert table.column("features").to_pylist() == [[1.0, 1.0]] * 3
+
+
+def test_file_that_is_not_parquet(spark, tmp_path):
+    path = tmp_path / "notparquet.txt"
+    path.write_text("hello")
+    with pytest.raises(InputError, match=r"Cannot read the feature table .*notparquet"):
+        read_feature_table(spark, str(path))

@@ -172,3 +172,13 @@ def test_promote_command_exit_status(client, trained_iris, capsys):
     assert "version 1 not promoted" in capsys.readouterr().out
     assert main(["promote", config, "--version", "7"]) == 2
     assert "has no version 7" in capsys.readouterr().err
+
+
+def test_predict_rejects_nan():
+    import pandas as pd
+
+    from deepclust.registry.pyfunc import features_to_numpy
+
+    frame = pd.DataFrame({"features": [[0.5, 1.0], [float("nan"), 1.0]]})
+    with pytest.raises(InputError, match=r"row 1 .* NaN or infinite"):
+        features_to_numpy(frame, 2)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -99,7 +101,7 @@ def read_feature_table(
     """
     try:
         df = spark.read.parquet(path)
-    except AnalysisException as exc:
+    except (AnalysisException, PySparkException, Py4JJavaError) as exc:
         raise InputError(
             f"Cannot read the feature table at {path!r}: "
             f"{_first_line(exc)}. Expected a folder or file of parquet; check "
@@ -251,5 +253,9 @@ def check_series_rows(df: DataFrame, path: str) -> TableSummary:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    if isinstance(exc, Py4JJavaError):
+        # str() of a Py4JJavaError names only the JVM call, not the cause.
+        text = str(exc.java_exception.toString()).strip()
+    else:
+        text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

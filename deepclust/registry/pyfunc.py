@@ -151,7 +151,15 @@ def features_to_numpy(frame: pd.DataFrame, input_dim: int) -> np.ndarray:
         )
     if len(frame) == 0:
         return np.zeros((0, input_dim), dtype=np.float32)
-    return np.stack(frame["features"].to_numpy()).astype(np.float32, copy=False)
+    features = np.stack(frame["features"].to_numpy()).astype(np.float32, copy=False)
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    if bad.size:
+        raise InputError(
+            f"Invalid 'features' in the model input: row {int(bad[0])} (position "
+            f"in the DataFrame) contains NaN or infinite values, in {bad.size} "
+            "row(s) in all. Drop or impute those values before predict."
+        )
+    return features
 
 
 def model_signature(id_type: str, series: bool = False) -> ModelSignature:
