@@ -153,7 +153,7 @@ class Autoencoder(nn.Module):
             )
 
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the input as the model sees it, ``(x - shift) / scale``."""
+        """Return the scaled input that the encoder reads, ``(x - shift) / scale``."""
         return (x - self.shift) / self.scale
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

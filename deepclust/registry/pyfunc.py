@@ -170,7 +170,7 @@ def model_signature(id_type: str, series: bool = False) -> ModelSignature:
     id_type : str
         MLflow type name of the ``id`` column, ``"long"`` or ``"string"``.
     series : bool
-        Whether ``features`` holds series (time steps x channels) instead of
+        Whether ``features`` contains series (time steps x channels) instead of
         one vector per row.
     """
     features = Array(DataType.double)
