@@ -7,8 +7,8 @@ tracks every run.
 
 import os
 
-# MLflow 3 sends usage telemetry unless told not to. The product keeps it off
-# unless the user has set the variable themselves.
+# MLflow 3 sends usage telemetry unless MLFLOW_DISABLE_TELEMETRY is true. The
+# product turns it off, unless the user has set the variable themselves.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 __version__ = "0.1.0"

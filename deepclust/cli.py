@@ -13,8 +13,6 @@ import sys
 
 from deepclust.errors import DeepClustError, ServiceUnavailableError
 
-_logger = logging.getLogger("deepclust")
-
 LOCAL_MASTER = "local[*]"
 
 

@@ -152,8 +152,8 @@ def _score(spark, config: JobConfig, loaded, input_path, output_path, date, run)
 
     partition = f"{qualify(spark, output_path)}/{PARTITION_COLUMN}={date}"
     staging = staging_path(spark, partition)
-    # Spark warns when told to read a folder whose name starts with a dot,
-    # as the staging folder's does, so the rows go one level below it.
+    # Spark warns when it reads a folder whose name starts with a dot, as the
+    # staging folder's does, so the rows go one level below it.
     staged = f"{staging}/{PARTITION_COLUMN}={date}"
     try:
         with timer.stage("score") as stage:

@@ -38,7 +38,8 @@ def test_accuracy_of_permuted_labels_is_one():
 
 
 def test_accuracy_counts_best_matching():
-    # Cluster 0 holds labels 0,0,1; cluster 1 holds 1,1,1: best map 0->0, 1->1.
+    # Cluster 0 contains labels 0, 0, 1 and cluster 1 contains 1, 1, 1, so the
+    # best matching maps cluster 0 to label 0 and cluster 1 to label 1.
     labels = np.array([0, 0, 1, 1, 1, 1])
     clusters = np.array([0, 0, 0, 1, 1, 1])
     assert clustering_accuracy(contingency(clusters, labels)) == pytest.approx(5 / 6)

@@ -52,7 +52,8 @@ def test_random_shift_moves_pixels():
     grid = shifted.reshape(5, 5)
     assert grid.sum() == 1.0
     row, col = (grid == 1.0).nonzero()[0].tolist()
-    assert abs(row - 2) <= 1 and abs(col - 2) <= 1
+    assert abs(row - 2) <= 1
+    assert abs(col - 2) <= 1
 
 
 def test_random_shift_zero_is_identity():

@@ -2,8 +2,8 @@
 
 Training ranks do not use Spark: each rank lists the parquet files of the
 training snapshot, takes every ``world_size``-th file starting at its rank,
-and streams them as record batches through a shuffle buffer. Only this module
-knows the file layout, so another reader can replace it behind
+and streams them as record batches through a shuffle buffer. The file layout
+is handled in this module alone, so another reader can replace it behind
 :class:`ShardReader`.
 """
 
@@ -60,14 +60,14 @@ class ShardReader:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self.files))
         buffer: list[pa.Array] = []
-        held = 0
+        buffered_rows = 0
         for index in order:
             for batch in _read_file(self.files[index]):
                 buffer.append(batch)
-                held += len(batch)
-                if held >= self.shuffle_buffer_rows:
+                buffered_rows += len(batch)
+                if buffered_rows >= self.shuffle_buffer_rows:
                     yield from _shuffled_batches(buffer, batch_size, rng)
-                    buffer, held = [], 0
+                    buffer, buffered_rows = [], 0
         if buffer:
             yield from _shuffled_batches(buffer, batch_size, rng)
 
