@@ -71,6 +71,17 @@ class ShardReader:
         if buffer:
             yield from _shuffled_batches(buffer, batch_size, rng)
 
+    def read_all(self) -> pa.Array:
+        """Return this rank's whole ``features`` column, files in sorted order.
+
+        For stages that revisit every row by position, such as refinement;
+        the column is held in memory.
+        """
+        chunks = [column for path in self.files for column in _read_file(path)]
+        if not chunks:
+            return pa.array([], type=pa.list_(pa.float32()))
+        return pa.concat_arrays(chunks)
+
 
 def _count_rows(files: list[str]) -> int:
     if not files:

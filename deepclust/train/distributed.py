@@ -114,14 +114,13 @@ def train_autoencoder(
     TrainingError
         With the real error of the first failed rank.
     """
-    check_task_slots(spark, settings)
     request = {
-        "shards": _pyarrow_uri(snapshot_path),
+        "shards": pyarrow_uri(snapshot_path),
         "spec": spec.to_json(),
         "settings": dataclasses.asdict(settings),
         "image_shape": tuple(image_shape) if image_shape else None,
         "seed": seed,
-        "error_dir": _pyarrow_uri(error_dir),
+        "error_dir": pyarrow_uri(error_dir),
     }
     _logger.info(
         "train: %d process(es), local_mode=%s, use_gpu=%s, %d epochs",
@@ -130,6 +129,44 @@ def train_autoencoder(
         settings.use_gpu,
         settings.epochs,
     )
+    output = run_ranks(spark, settings, train_on_rank, request)
+    model = load_autoencoder(spec, output["weights"])
+    return TrainResult(
+        model=model,
+        weights=output["weights"],
+        losses=list(output["losses"]),
+        rows_per_rank=list(output["rows_per_rank"]),
+        seconds=float(output["seconds"]),
+        backend=output["backend"],
+    )
+
+
+def run_ranks(
+    spark: SparkSession,
+    settings: TrainConfig,
+    function,
+    request: dict,
+    stage: str = "Training",
+):
+    """Run ``function(request)`` on ``settings.num_processes`` ranks.
+
+    ``stage`` names the work in error messages, e.g. ``"Refinement"``.
+
+    ``request["error_dir"]`` must be a URI every rank can write; a failing
+    rank leaves its traceback there (see
+    :func:`deepclust.train.worker.run_on_rank`).
+
+    Returns
+    -------
+    The value one rank returned.
+
+    Raises
+    ------
+    TrainingError
+        With the real error of the first failed rank, or when the task slots
+        or GPU resources do not suffice.
+    """
+    check_task_slots(spark, settings)
     try:
         distributor = TorchDistributor(
             num_processes=settings.num_processes,
@@ -144,30 +181,22 @@ def train_autoencoder(
             "for local_mode, spark.task.resource.gpu.amount otherwise)."
         ) from exc
     try:
-        output = distributor.run(train_on_rank, request)
+        output = distributor.run(function, request)
     except Exception as exc:
         rank_error = read_rank_error(request["error_dir"])
         if rank_error:
             rank, trace = rank_error
             last_line = trace.strip().splitlines()[-1]
             raise TrainingError(
-                f"Training failed on rank {rank}: {last_line}\n"
+                f"{stage} failed on rank {rank}: {last_line}\n"
                 f"Traceback of rank {rank}:\n{trace}"
             ) from exc
         raise TrainingError(
-            f"Training failed before any rank reported an error: {exc}"
+            f"{stage} failed before any rank reported an error: {exc}"
         ) from exc
     if not output:
-        raise TrainingError("Training finished, but the ranks returned no result.")
-    model = load_autoencoder(spec, output["weights"])
-    return TrainResult(
-        model=model,
-        weights=output["weights"],
-        losses=list(output["losses"]),
-        rows_per_rank=list(output["rows_per_rank"]),
-        seconds=float(output["seconds"]),
-        backend=output["backend"],
-    )
+        raise TrainingError(f"{stage} finished, but the ranks returned no result.")
+    return output
 
 
 def read_rank_error(error_dir: str) -> tuple[int, str] | None:
@@ -194,7 +223,8 @@ def read_rank_error(error_dir: str) -> tuple[int, str] | None:
     return rank, text
 
 
-def _pyarrow_uri(uri: str) -> str:
+def pyarrow_uri(uri: str) -> str:
+    """Return ``uri`` in the form pyarrow's file systems accept."""
     # Hadoop writes local paths as "file:/abs"; pyarrow wants "file:///abs".
     if uri.startswith("file:/") and not uri.startswith("file:///"):
         return "file:///" + uri[len("file:/") :].lstrip("/")

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from deepclust.models.base import ModelSpec, build_autoencoder, state_dict_to_bytes
 from deepclust.read.shards import ShardReader
-from deepclust.train.augment import random_shift
+from deepclust.train.augment import augment_images
 
 _logger = logging.getLogger("deepclust.train")
 
@@ -47,9 +47,19 @@ def train_on_rank(request: dict) -> dict:
     Any exception is also written to ``error_dir/rank-<rank>.txt`` before it
     propagates, because TorchDistributor reports only that training failed.
     """
+    return run_on_rank(_train, request)
+
+
+def run_on_rank(body, request: dict) -> dict:
+    """Run ``body(request, rank)`` on this rank, recording any error.
+
+    The traceback goes to ``request["error_dir"]/rank-<rank>.txt`` before the
+    error propagates, and the process group is always torn down.
+    """
     rank = int(os.environ.get("RANK", "0"))
     try:
-        return _train(request, rank)
+        _configure_logging()
+        return body(request, rank)
     except BaseException:
         _write_error(request["error_dir"], rank, traceback.format_exc())
         raise
@@ -58,10 +68,12 @@ def train_on_rank(request: dict) -> dict:
             dist.destroy_process_group()
 
 
-def _train(request: dict, rank: int) -> dict:
-    _configure_logging()
-    settings = request["settings"]
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+def init_rank(settings: dict, rank: int) -> tuple[torch.device, str]:
+    """Pick this rank's device and join the process group.
+
+    Returns the device and the backend: nccl with ``use_gpu`` on a CUDA
+    device, gloo on the CPU.
+    """
     use_cuda = bool(settings["use_gpu"]) and torch.cuda.is_available()
     if settings["use_gpu"] and not use_cuda:
         raise RuntimeError(
@@ -77,6 +89,14 @@ def _train(request: dict, rank: int) -> dict:
     else:
         device = torch.device("cpu")
     dist.init_process_group(backend)
+    return device, backend
+
+
+def _train(request: dict, rank: int) -> dict:
+    settings = request["settings"]
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device, backend = init_rank(settings, rank)
+    use_cuda = device.type == "cuda"
 
     seed = request["seed"]
     torch.manual_seed(seed)
@@ -98,7 +118,6 @@ def _train(request: dict, rank: int) -> dict:
         )
     augment = torch.Generator().manual_seed(seed * 1000 + rank)
     image_shape = request["image_shape"]
-    max_shift = settings["shift_pixels"]
 
     # train.batch_size is the global batch, split across the ranks, so the
     # number of optimizer steps per epoch does not depend on num_processes.
@@ -116,8 +135,13 @@ def _train(request: dict, rank: int) -> dict:
             for column in batches:
                 # A 2-d tensor, or padded series with lengths for the rnn family.
                 x = model.batch_from_arrow(column)
-                if max_shift:
-                    x = random_shift(x, image_shape, max_shift, augment)
+                x = augment_images(
+                    x,
+                    image_shape,
+                    settings["shift_pixels"],
+                    settings["rotation_degrees"],
+                    augment,
+                )
                 x = x.to(device, non_blocking=True)
                 _, reconstruction = ddp(x)
                 loss = model.reconstruction_loss(x, reconstruction)
