@@ -174,7 +174,18 @@ class TrainConfig:
     local_mode: bool = _option(True, _bool())
     use_gpu: bool = _option(False, _bool())
     shuffle_buffer_rows: int = _option(100_000, _int(low=1))
-    shift_pixels: int = _option(0, _int(low=0, high=64))
+    shift_pixels: int = _option(
+        0,
+        _int(low=0, high=64),
+        "images: random shift of up to this many pixels per sample, in "
+        "pre-training and refinement",
+    )
+    rotation_degrees: float = _option(
+        0.0,
+        _float(low=0, high=180),
+        "images: random rotation of up to this many degrees per sample, in "
+        "pre-training and refinement",
+    )
     shards_per_process: int = _option(2, _int(low=1, high=1024))
 
 
@@ -194,6 +205,44 @@ class ClusterConfig:
     tol: float = _option(1e-4, _float(low=0))
     init_steps: int = _option(2, _int(low=1, high=100))
     n_init: int = _option(1, _int(low=1, high=100))
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Refinement of the encoder and centroids after KMeans."""
+
+    method: str = _option(
+        "none", _choice("none", "idec"), "idec: refine with a clustering loss"
+    )
+    gamma: float = _option(0.1, _float(low=0), "weight of the reconstruction loss")
+    balance_weight: float = _option(
+        0.0,
+        _float(low=0),
+        "weight of KL(mean assignment || uniform); only for clusters of similar size",
+    )
+    learning_rate: float = _option(1e-4, _float(low=0, high=10, low_open=True))
+    batch_size: int = _option(
+        256, _int(low=1, high=1_000_000), "global batch, split across the ranks"
+    )
+    update_interval: int = _option(
+        140, _int(low=1), "batches between two refreshes of the target"
+    )
+    tol: float = _option(
+        0.001,
+        _float(low=0, high=1),
+        "stop when this share of rows or less changed cluster between refreshes",
+    )
+    max_epochs: int = _option(
+        100, _int(low=1, high=100_000), "stop after this many passes at most"
+    )
+    alpha: float = _option(
+        1.0, _float(low=0, low_open=True), "degrees of freedom of the Student-t kernel"
+    )
+    starving_fraction: float = _option(
+        0.1,
+        _float(low=0, high=1),
+        "log a cluster as starving below this fraction of rows / k",
+    )
 
 
 @dataclass(frozen=True)
@@ -248,6 +297,7 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -275,6 +325,7 @@ _SECTIONS = {
     "train": TrainConfig,
     "embed": EmbedConfig,
     "cluster": ClusterConfig,
+    "refine": RefineConfig,
     "output": OutputConfig,
     "tracking": TrackingConfig,
     "registry": RegistryConfig,

@@ -34,6 +34,7 @@ from deepclust.errors import ConfigError, InputError
 from deepclust.evaluate import evaluate_assignments
 from deepclust.models import ModelSpec, check_spec
 from deepclust.read import TableSummary, read_feature_table
+from deepclust.refine.distributed import refine_clusters
 from deepclust.registry import register_trained_model
 from deepclust.storage import delete_path, path_exists, publish, qualify, staging_path
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
@@ -170,43 +171,117 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
         stage["rows"] = sum(result.rows_per_rank)
     _log_training(spec, result)
 
+    # With refinement, the KMeans stage's outputs are intermediate: they seed
+    # the refinement and stay in the staging folder.
+    refining = config.refine.method != "none"
+    first = f"{staging}/_train" if refining else staging
     with timer.stage("embed") as stage:
-        embed_table(df, spec, result.weights, config.embed.batch_rows).write.parquet(
-            f"{staging}/embeddings"
+        embeddings = _embed_into(
+            df, spec, result.weights, config, f"{first}/embeddings"
         )
-        embeddings = spark.read.parquet(f"{staging}/embeddings")
         stage["rows"] = _check_rows("embed", embeddings.count(), summary.rows)
 
     with timer.stage("cluster") as stage:
         fitted = fit_kmeans(embeddings, config.cluster, config.seed, summary.rows)
-        assign_clusters(embeddings, fitted.centroids).write.parquet(
-            f"{staging}/assignments"
-        )
-        assignments = spark.read.parquet(f"{staging}/assignments")
+        assignments = _assign_into(embeddings, fitted.centroids, f"{first}/assignments")
         stage["rows"] = _check_rows("cluster", assignments.count(), summary.rows)
-        sizes = _write_centroids(spark, assignments, fitted.centroids, staging)
+
+    labels = df.select("id", "label") if summary.has_label else None
+    model, weights, centroids = result.model, result.weights, fitted.centroids
+    metrics = {"kmeans_iterations": float(fitted.iterations)}
+    if refining:
+        before = evaluate_assignments(assignments, embeddings, labels)
+        metrics.update({f"kmeans_{name}": value for name, value in before.items()})
+        metrics["kmeans_inertia"] = fitted.inertia
+        with timer.stage("refine") as stage:
+            refined = refine_clusters(
+                spark,
+                snapshot,
+                spec,
+                result.weights,
+                fitted.centroids,
+                config.train,
+                config.refine,
+                config.seed,
+                error_dir=f"{staging}/_train/errors",
+                image_shape=config.data.image_shape,
+            )
+            model, weights = refined.model, refined.weights
+            centroids = refined.centroids
+            embeddings = _embed_into(df, spec, weights, config, f"{staging}/embeddings")
+            _check_rows("refine", embeddings.count(), summary.rows)
+            assignments = _assign_into(embeddings, centroids, f"{staging}/assignments")
+            stage["rows"] = _check_rows("refine", assignments.count(), summary.rows)
+        _log_refinement(refined)
+        log_bytes(result.weights, "model/pretrained.pt")
+        inertia = assignments.select(F.sum(F.col("distance") ** 2)).first()[0]
+    else:
+        inertia = fitted.inertia
+    log_bytes(weights, "model/autoencoder.pt")
+    sizes = _write_centroids(spark, assignments, centroids, staging)
 
     with timer.stage("evaluate") as stage:
-        labels = df.select("id", "label") if summary.has_label else None
-        metrics = evaluate_assignments(assignments, embeddings, labels)
+        metrics.update(evaluate_assignments(assignments, embeddings, labels))
         stage["rows"] = summary.rows
     if config.data.image_shape is not None:
         log_image_artifacts(
-            df, assignments, result.model, config.data.image_shape, sizes, config.seed
+            df, assignments, model, config.data.image_shape, sizes, config.seed
         )
     metrics.update(
-        inertia=fitted.inertia,
-        kmeans_iterations=float(fitted.iterations),
+        inertia=float(inertia),
         smallest_cluster=float(min(sizes)),
         largest_cluster=float(max(sizes)),
+        empty_clusters=float(sizes.count(0)),
     )
     log_json(
-        {"centroids": fitted.centroids, "sizes": sizes, "seed": fitted.seed},
+        {"centroids": centroids, "sizes": sizes, "seed": fitted.seed},
         "centroids.json",
     )
     if summary.series_lengths is not None:
-        log_series_plots(df, assignments, result.model)
+        log_series_plots(df, assignments, model)
     return metrics
+
+
+def _embed_into(df, spec: ModelSpec, weights: bytes, config: JobConfig, path: str):
+    embed_table(df, spec, weights, config.embed.batch_rows).write.parquet(path)
+    return df.sparkSession.read.parquet(path)
+
+
+def _assign_into(embeddings, centroids, path: str):
+    assign_clusters(embeddings, centroids).write.parquet(path)
+    return embeddings.sparkSession.read.parquet(path)
+
+
+def _log_refinement(refined) -> None:
+    """Log each target refresh as metrics stepped by batch, and the summary."""
+    for record in refined.history:
+        values = {
+            "refine_smallest_cluster": record["smallest"],
+            "refine_largest_cluster": record["largest"],
+            "refine_starving_clusters": len(record["starving"]),
+        }
+        for key in ("changed", "kl", "reconstruction", "balance"):
+            if record[key] is not None:
+                values[f"refine_{key}"] = record[key]
+        mlflow.log_metrics(values, step=record["batch"])
+    mlflow.log_metrics(
+        {
+            "refine_batches": refined.batches,
+            "refine_refreshes": len(refined.history),
+            "refine_seconds_in_loop": refined.seconds,
+        }
+    )
+    mlflow.set_tag("deepclust.refine_stopped", refined.stopped)
+    log_json(refined.history, "refine_history.json")
+    last = refined.history[-1]
+    if last["starving"]:
+        _logger.warning(
+            "refine: cluster(s) %s end with fewer rows than refine.starving_fraction "
+            "of an even split (sizes %s). If the clusters should be of similar "
+            "size, set refine.balance_weight (e.g. 1.0); otherwise lower cluster.k.",
+            last["starving"],
+            last["sizes"],
+        )
 
 
 def check_family_fits_table(config: JobConfig, summary: TableSummary) -> None:
@@ -243,11 +318,16 @@ def check_family_fits_table(config: JobConfig, summary: TableSummary) -> None:
             "available for the rnn family, which scales each series itself. Set "
             "model.scaling: none and use model.normalize."
         )
-    if config.data.image_shape is not None or config.train.shift_pixels:
+    train = config.train
+    if (
+        config.data.image_shape is not None
+        or train.shift_pixels
+        or train.rotation_degrees
+    ):
         raise InputError(
-            "Invalid config keys data.image_shape and train.shift_pixels for the "
-            "rnn family: expected null and 0, because series are not images. "
-            "Remove them from the config."
+            "Invalid config keys data.image_shape, train.shift_pixels and "
+            "train.rotation_degrees for the rnn family: expected null, 0 and 0, "
+            "because series are not images. Remove them from the config."
         )
 
 
@@ -276,12 +356,14 @@ def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
                 f"{summary.feature_dim}. Set it to [channels, height, width] with "
                 "channels x height x width equal to the feature length."
             )
-    if config.train.shift_pixels and shape is None:
-        raise InputError(
-            f"Invalid config key train.shift_pixels: {config.train.shift_pixels} "
-            "needs data.image_shape to know the image layout. Set "
-            "data.image_shape: [channels, height, width] or train.shift_pixels: 0."
-        )
+    for key in ("shift_pixels", "rotation_degrees"):
+        value = getattr(config.train, key)
+        if value and shape is None:
+            raise InputError(
+                f"Invalid config key train.{key}: {value} needs data.image_shape "
+                "to know the image layout. Set data.image_shape: [channels, "
+                f"height, width] or train.{key}: 0."
+            )
 
 
 def _model_spec(df, config: JobConfig, summary: TableSummary) -> ModelSpec:
@@ -333,7 +415,6 @@ def _log_training(spec: ModelSpec, result) -> None:
     )
     mlflow.set_tag("deepclust.backend", result.backend)
     log_loss_curve(result.losses)
-    log_bytes(result.weights, "model/autoencoder.pt")
     mlflow.log_text(spec.to_json(), "model/spec.json")
 
 

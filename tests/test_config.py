@@ -20,7 +20,7 @@ def test_defaults_follow_dec_layout():
 
 
 def test_shipped_configs_load():
-    for name in ("mnist_mlp", "mnist_conv", "digits_mlp", "iris_mlp"):
+    for name in ("mnist_mlp", "mnist_conv", "mnist_idec", "digits_mlp", "iris_mlp"):
         config = load_config(f"conf/{name}.yaml")
         assert config.output.path
 
@@ -58,6 +58,11 @@ def test_unknown_section_rejected():
         ("data", "image_shape", [1, 0, 8], "a list of 3 integers >= 1"),
         ("model", "conv_channels", [], "a list of 1 or more integers >= 1"),
         ("model", "kernel_size", 4, "an odd integer from 1 to 15"),
+        ("train", "rotation_degrees", 200, "a number from 0 to 180"),
+        ("refine", "method", "dec", "one of 'none', 'idec'"),
+        ("refine", "tol", 1.5, "a number from 0 to 1"),
+        ("refine", "update_interval", 0, "an integer >= 1"),
+        ("refine", "alpha", 0, "a number > 0"),
     ],
 )
 def test_invalid_value_named(section, key, value, expected):
