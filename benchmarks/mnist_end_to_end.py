@@ -47,6 +47,12 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="conf/mnist_mlp.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument(
+        "--source",
+        default="mnist",
+        choices=["mnist", "digits"],
+        help="table to prepare: the MNIST test split or scikit-learn's digits",
+    )
+    parser.add_argument(
         "--record", action="store_true", help="append to docs/benchmarks.md"
     )
     args = parser.parse_args(argv)
@@ -54,8 +60,8 @@ def main(argv=None) -> int:
     configure_logging()
     spark = build_session("deepclust-benchmark", os.environ.get("SPARK_MASTER"))
     with tempfile.TemporaryDirectory() as folder:
-        table = os.path.join(folder, "mnist-test")
-        prepare_table(spark, "mnist", table)
+        table = os.path.join(folder, args.source)
+        prepare_table(spark, args.source, table)
         overrides = [
             f"data.path={table}",
             f"output.path={os.path.join(folder, 'out')}",
@@ -77,6 +83,15 @@ def main(argv=None) -> int:
     cells += [f"{wall:.0f}", f"{peak_mib:.0f}"]
     row = "| " + " | ".join(cells) + " |"
     print(row)
+    if "refine" in seconds:
+        before = [
+            f"{result.metrics[f'kmeans_{name}']:.3f}" for name in ("acc", "nmi", "ari")
+        ]
+        print(
+            "before refinement: acc {} nmi {} ari {}; refine {:.0f} s".format(
+                *before, seconds["refine"]
+            )
+        )
     print(f"machine: {describe_machine()}")
     if args.record:
         with open(RECORD_FILE, "a", encoding="utf-8") as handle:

@@ -14,6 +14,8 @@ machinery around the model.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import sys
 import time
 
@@ -52,6 +54,13 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--source", default="mnist", choices=["mnist", "digits"])
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--balance-weights",
+        type=float,
+        nargs="+",
+        help="refine once per weight, each from the same pre-trained model "
+        "(default: refine.balance_weight of the config)",
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     torch.set_num_threads(args.threads)
@@ -102,7 +111,29 @@ def main(argv=None) -> int:
     seconds["cluster"] = time.perf_counter() - started
     print(f"kmeans: {scores(labels, clusters, config.cluster.k)}", flush=True)
 
-    started = time.perf_counter()
+    pretrained = copy.deepcopy(model.state_dict())
+    weights = args.balance_weights or [refine.balance_weight]
+    for weight in weights:
+        model.load_state_dict(pretrained)
+        settings = dataclasses.replace(refine, balance_weight=weight)
+        started = time.perf_counter()
+        final, steps = run_idec(model, kmeans, x, clusters, settings, labels, augmented)
+        seconds["refine"] = time.perf_counter() - started
+        total = sum(seconds.values())
+        print(
+            f"refined (balance_weight {weight}): "
+            f"{scores(labels, final, config.cluster.k)} after {steps} batches "
+            "| seconds: "
+            + ", ".join(f"{name} {value:.1f}" for name, value in seconds.items())
+            + f", total {total:.1f}",
+            flush=True,
+        )
+    return 0
+
+
+def run_idec(model, kmeans, x, clusters, refine, labels, augmented):
+    """Refine ``model`` and the KMeans centroids; return clusters and steps."""
+    k = len(kmeans.cluster_centers_)
     head = ClusteringModel(model, kmeans.cluster_centers_, refine.alpha)
     optimizer = torch.optim.Adam(head.parameters(), lr=refine.learning_rate)
     batches_per_epoch = -(-len(x) // refine.batch_size)
@@ -115,11 +146,11 @@ def main(argv=None) -> int:
             p = target_distribution(q, q.sum(0))
             current = q.argmax(1)
             changed = float((current != previous).float().mean())
-            sizes = torch.bincount(current, minlength=config.cluster.k)
+            sizes = torch.bincount(current, minlength=k)
             print(
                 f"refresh at batch {step}: changed {changed:.4f}, sizes "
                 f"{sizes.min().item()}-{sizes.max().item()}, "
-                f"{scores(labels, current.numpy(), config.cluster.k)}",
+                f"{scores(labels, current.numpy(), k)}",
                 flush=True,
             )
             previous = current
@@ -141,19 +172,9 @@ def main(argv=None) -> int:
         loss.backward()
         optimizer.step()
         step += 1
-    seconds["refine"] = time.perf_counter() - started
-
     head.eval()
     q = torch.cat([head.assign(part) for part in x.split(4096)])
-    final = q.argmax(1).numpy()
-    total = sum(seconds.values())
-    print(
-        f"refined: {scores(labels, final, config.cluster.k)} after {step} batches "
-        "| seconds: "
-        + ", ".join(f"{name} {value:.1f}" for name, value in seconds.items())
-        + f", total {total:.1f}"
-    )
-    return 0
+    return q.argmax(1).numpy(), step
 
 
 if __name__ == "__main__":

@@ -20,7 +20,14 @@ def test_defaults_follow_dec_layout():
 
 
 def test_shipped_configs_load():
-    for name in ("mnist_mlp", "mnist_conv", "mnist_idec", "digits_mlp", "iris_mlp"):
+    for name in (
+        "mnist_mlp",
+        "mnist_conv",
+        "mnist_idec",
+        "digits_idec",
+        "digits_mlp",
+        "iris_mlp",
+    ):
         config = load_config(f"conf/{name}.yaml")
         assert config.output.path
 
