@@ -209,6 +209,13 @@ def run_train(args, spark) -> int:
     return 0
 
 
+def _check_train_config(args) -> int:
+    from pipelines.train import check_training_config
+
+    check_training_config(args.config, args.overrides)
+    return 0
+
+
 def run_promote(args) -> int:
     """Run ``deepclust promote``; print whether the version became champion."""
     from mlflow.tracking import MlflowClient
@@ -272,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "promote":
         # Promotion only talks to the registry; it needs no Spark.
         return _report_errors(run_promote, args)
+    if args.command == "train":
+        # A bad config fails here, in a second, instead of after Spark starts.
+        status = _report_errors(_check_train_config, args)
+        if status:
+            return status
     commands = {"prepare": run_prepare, "train": run_train, "score": run_score}
     return _report_errors(_run_with_session, commands[args.command], args)
 

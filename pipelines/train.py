@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mlflow
@@ -92,10 +93,39 @@ def run_training_job(
     In every case the MLflow run is marked FAILED and no output is written.
     """
     raw = _read_raw_config(config_path)
+    with _training_run(raw, config_path, overrides) as run:
+        config = parse_config(apply_overrides(raw, list(overrides)))
+        mlflow.log_params(config.flat_params())
+        mlflow.log_text(yaml.safe_dump(config.to_dict()), "config/effective.yaml")
+        return _run_stages(spark, config, run.info.run_id)
+
+
+def check_training_config(config_path: str, overrides: list[str] = ()) -> JobConfig:
+    """Read and check a training config without Spark.
+
+    The command line calls this before it starts Spark, so that a typo fails
+    in a second. A bad config ends a FAILED MLflow run, as in the job.
+
+    Raises
+    ------
+    ConfigError, InputError
+        For an unreadable or invalid config.
+    """
+    raw = _read_raw_config(config_path)
+    try:
+        return parse_config(apply_overrides(raw, list(overrides)))
+    except ConfigError:
+        with _training_run(raw, config_path, overrides):
+            raise
+
+
+@contextmanager
+def _training_run(raw: dict, config_path: str, overrides):
+    """Open the job's MLflow run from the tracking keys of a raw config."""
     try:
         merged = apply_overrides(raw, list(overrides))
     except ConfigError:
-        # Raised again inside the run below, so that the run is marked FAILED.
+        # The caller raises it again inside the run, which marks it FAILED.
         merged = raw
     tracking = (
         merged.get("tracking") if isinstance(merged.get("tracking"), dict) else {}
@@ -106,10 +136,7 @@ def run_training_job(
     with job_run(uri, experiment, run_name, tags={"deepclust.job": "train"}) as run:
         if os.path.isfile(config_path):
             mlflow.log_artifact(config_path, artifact_path="config")
-        config = parse_config(apply_overrides(raw, list(overrides)))
-        mlflow.log_params(config.flat_params())
-        mlflow.log_text(yaml.safe_dump(config.to_dict()), "config/effective.yaml")
-        return _run_stages(spark, config, run.info.run_id)
+        yield run
 
 
 def _run_stages(spark: SparkSession, config: JobConfig, run_id: str) -> JobResult:

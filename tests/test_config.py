@@ -103,3 +103,31 @@ def test_missing_config_file(tmp_path):
         ConfigError, match=r"Invalid config path.*an existing YAML file"
     ):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_train_command_rejects_bad_config_before_spark(
+    tmp_path, tracking_uri, monkeypatch, capsys
+):
+    import mlflow
+
+    from deepclust import cli
+    from tests.conftest import write_config
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("Spark started for an invalid config")
+
+    monkeypatch.setattr(cli, "build_session", no_spark)
+    config = write_config(
+        tmp_path / "job.yaml",
+        data={"path": "t"},
+        output={"path": "o"},
+        train={"epoch": 3},
+        tracking={"experiment": "typos"},
+    )
+    assert cli.main(["train", config]) == 2
+    assert "Did you mean 'train.epochs'?" in capsys.readouterr().err
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("typos")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert "train.epoch" in run.data.tags["deepclust.error"]
