@@ -105,9 +105,7 @@ def test_missing_config_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_train_command_rejects_bad_config_before_spark(
-    tmp_path, tracking_uri, monkeypatch, capsys
-):
+def test_train_rejects_typo_before_spark(tmp_path, tracking_uri, monkeypatch, capsys):
     import mlflow
 
     from deepclust import cli
