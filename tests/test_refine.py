@@ -214,7 +214,7 @@ def test_unbalanced_blobs_keep_sizes(spark, tracking_uri, tmp_path):
         },
         output={"path": str(tmp_path / "out")},
         tracking={"experiment": "tests"},
-        registry={"enabled": False},
+        registry={"model_name": "blobs-refined"},
         seed=0,
     )
     result = run_training_job(spark, config)
@@ -237,6 +237,16 @@ def test_unbalanced_blobs_keep_sizes(spark, tracking_uri, tmp_path):
         )
     ]
     assert "model/pretrained.pt" in artifacts
+
+    # The registered model assigns with the refined encoder and centroids.
+    registered = mlflow.pyfunc.load_model("models:/blobs-refined/1")
+    table = spark.read.parquet(table).toPandas()
+    predicted = registered.predict(table[["id", "features"]])
+    assigned = {
+        row["id"]: row["cluster"]
+        for row in spark.read.parquet(f"{result.output_path}/assignments").collect()
+    }
+    assert dict(zip(predicted["id"], predicted["cluster"], strict=True)) == assigned
 
 
 @pytest.mark.parametrize("key", ["shift_pixels", "rotation_degrees"])
