@@ -29,7 +29,7 @@ from deepclust.config import (
     parse_config,
     read_yaml,
 )
-from deepclust.embed import embed_table
+from deepclust.embed import embed_parquet
 from deepclust.errors import ConfigError, InputError
 from deepclust.evaluate import evaluate_assignments
 from deepclust.models import ModelSpec, check_spec
@@ -171,9 +171,9 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
     _log_training(spec, result)
 
     with timer.stage("embed") as stage:
-        embed_table(df, spec, result.weights, config.embed.batch_rows).write.parquet(
-            f"{staging}/embeddings"
-        )
+        embed_parquet(
+            spark, config.data.path, spec, result.weights, config.embed.batch_rows
+        ).write.parquet(f"{staging}/embeddings")
         embeddings = spark.read.parquet(f"{staging}/embeddings")
         stage["rows"] = _check_rows("embed", embeddings.count(), summary.rows)
 
