@@ -2,10 +2,12 @@
 
 Generates ``rows`` points in 10 dimensions around 10 Gaussian centres, writes
 them as an ``embedding`` parquet table, and times deepclust's
-:func:`deepclust.cluster.fit_kmeans` (Spark ``local[*]``) and scikit-learn's
-``KMeans(n_init=1)`` on the same points; prints time and inertia of both.
+:func:`deepclust.cluster.fit_kmeans` (Spark ``local[*]``, ``--n-init``
+restarts, reading the parquet table included) and scikit-learn's ``KMeans``
+(its default ``n_init="auto"``, one k-means++ start, on the points in memory)
+with the same ``max_iter``; prints time and inertia of both.
 
-    .venv/bin/python benchmarks/kmeans_vs_sklearn.py --rows 100000 1000000
+    .venv/bin/python benchmarks/kmeans_vs_sklearn.py --rows 100000 1000000 10000000
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from run_context import load_average, print_context
 from sklearn.cluster import KMeans
 
 from deepclust.cli import build_session, configure_logging
@@ -55,30 +58,37 @@ def main(argv=None) -> int:
     parser.add_argument("--dims", type=int, default=10)
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--n-init", type=int, default=1, help="deepclust restarts")
     args = parser.parse_args(argv)
     configure_logging()
+    print_context()
     spark = build_session("deepclust-kmeans-benchmark")
-    settings = ClusterConfig(k=args.k, max_iter=args.max_iter, tol=args.tol)
-    print("| rows | MLlib s | sklearn s | time ratio | MLlib inertia / sklearn |")
-    print("| --- | --- | --- | --- | --- |")
+    settings = ClusterConfig(
+        k=args.k, max_iter=args.max_iter, tol=args.tol, n_init=args.n_init
+    )
+    print(
+        "| rows | MLlib s | sklearn s | time ratio | MLlib inertia / sklearn "
+        "| load average |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     for rows in args.rows:
         points = make_points(rows, args.dims, args.k, seed=rows)
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "points")
-            write_points(points, path, files=spark.sparkContext.defaultParallelism)
+            write_points(points, path, files=max(2, rows // 500_000))
             embeddings = spark.read.parquet(path)
             started = time.perf_counter()
             fitted = fit_kmeans(embeddings, settings, seed=0, rows=rows)
             spark_seconds = time.perf_counter() - started
         started = time.perf_counter()
         reference = KMeans(
-            args.k, n_init=1, max_iter=args.max_iter, tol=args.tol, random_state=0
+            args.k, max_iter=args.max_iter, tol=args.tol, random_state=0
         ).fit(points)
         sklearn_seconds = time.perf_counter() - started
         print(
             f"| {rows} | {spark_seconds:.2f} | {sklearn_seconds:.2f} "
             f"| {spark_seconds / sklearn_seconds:.1f} "
-            f"| {fitted.inertia / reference.inertia_:.4f} |",
+            f"| {fitted.inertia / reference.inertia_:.4f} | {load_average()} |",
             flush=True,
         )
     spark.stop()

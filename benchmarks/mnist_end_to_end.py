@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shlex
 import sys
 import tempfile
 import time
+
+from run_context import describe_machine
 
 from deepclust.cli import build_session, configure_logging
 from deepclust.read.prepare import prepare_table
@@ -25,21 +26,6 @@ from pipelines.train import run_training_job
 
 STAGES = ("read", "train", "embed", "cluster", "evaluate")
 RECORD_FILE = os.path.join(os.path.dirname(__file__), "..", "docs", "benchmarks.md")
-
-
-def describe_machine() -> str:
-    """Return cores, memory and CPU model of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {memory_gib:.0f} GiB, {cpu}"
 
 
 def main(argv=None) -> int:

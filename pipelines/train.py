@@ -30,7 +30,7 @@ from deepclust.config import (
     parse_config,
     read_yaml,
 )
-from deepclust.embed import embed_table
+from deepclust.embed import embed_parquet
 from deepclust.errors import ConfigError, InputError
 from deepclust.evaluate import evaluate_assignments
 from deepclust.models import ModelSpec, check_spec
@@ -270,8 +270,11 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
 
 
 def _embed_into(df, spec: ModelSpec, weights: bytes, config: JobConfig, path: str):
-    embed_table(df, spec, weights, config.embed.batch_rows).write.parquet(path)
-    return df.sparkSession.read.parquet(path)
+    spark = df.sparkSession
+    embed_parquet(
+        spark, config.data.path, spec, weights, config.embed.batch_rows
+    ).write.parquet(path)
+    return spark.read.parquet(path)
 
 
 def _assign_into(embeddings, centroids, path: str):

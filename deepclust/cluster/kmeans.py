@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from pyspark.ml.clustering import KMeans
-from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
@@ -48,7 +46,16 @@ def fit_kmeans(
     """Fit MLlib KMeans (k-means|| initialisation) on ``embedding``.
 
     Runs ``settings.n_init`` times with consecutive seeds and keeps the run
-    with the lowest inertia. Only the centroids reach the driver.
+    with the lowest inertia. The embeddings become MLlib vectors once, are
+    kept in executor memory for all runs and are released at the end. Only the
+    centroids reach the driver.
+
+    Parameters
+    ----------
+    embeddings : DataFrame
+        Column ``embedding`` (array<float> or array<double>, equal lengths).
+    rows : int
+        Row count of ``embeddings``, to check ``settings.k`` against.
 
     Raises
     ------
@@ -60,39 +67,75 @@ def fit_kmeans(
             f"Invalid cluster.k: expected at most the number of rows ({rows}), "
             f"got {settings.k}. Lower cluster.k or use a larger table."
         )
-    vectors = embeddings.select(array_to_vector("embedding").alias("vector")).cache()
+    vectors = persisted_vectors(embeddings, "embedding")
     try:
         best = None
         for run in range(settings.n_init):
-            kmeans = KMeans(
-                k=settings.k,
-                maxIter=settings.max_iter,
-                tol=settings.tol,
-                initMode="k-means||",
-                initSteps=settings.init_steps,
-                seed=seed + run,
-                featuresCol="vector",
+            model = mllib_kmeans(embeddings.sparkSession, settings, seed + run).run(
+                vectors
             )
-            model = kmeans.fit(vectors)
-            summary = model.summary
+            inertia = float(model.trainingCost())
             _logger.info(
                 "cluster: run %d/%d seed %d inertia %.6g after %d iterations",
                 run + 1,
                 settings.n_init,
                 seed + run,
-                summary.trainingCost,
-                summary.numIter,
+                inertia,
+                model.numIter(),
             )
-            if best is None or summary.trainingCost < best.inertia:
+            if best is None or inertia < best.inertia:
                 best = ClusterResult(
-                    centroids=np.array(model.clusterCenters(), dtype=np.float64),
-                    inertia=float(summary.trainingCost),
-                    iterations=int(summary.numIter),
+                    centroids=np.array(
+                        [list(c.toArray()) for c in model.clusterCenters()],
+                        dtype=np.float64,
+                    ),
+                    inertia=inertia,
+                    iterations=int(model.numIter()),
                     seed=seed + run,
                 )
     finally:
-        vectors.unpersist()
+        vectors.unpersist(False)
     return best
+
+
+def persisted_vectors(df: DataFrame, column: str):
+    """Return ``column`` as a persisted JVM ``RDD[mllib.linalg.Vector]``.
+
+    The ``pyspark.ml`` KMeans converts its input column again in every pass
+    over it unless it caches the conversion itself, and then it caches anew
+    for each fit, so each restart paid for reading and converting the
+    embeddings. The RDD-based MLlib KMeans reads this RDD instead, converted
+    and stored once (memory, then disk).
+
+    NOTE: ``DatasetUtils.columnToOldVector`` is internal to Spark
+    (``private[spark]``, present from 3.1 to 4.3); the KMeans tests fail if
+    a Spark upgrade removes it.
+    """
+    jvm = df.sparkSession.sparkContext._jvm
+    vectors = jvm.org.apache.spark.ml.util.DatasetUtils.columnToOldVector(
+        df._jdf, column
+    )
+    vectors.persist(jvm.org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK())
+    return vectors
+
+
+def mllib_kmeans(spark, settings: ClusterConfig, seed: int):
+    """Return a JVM ``org.apache.spark.mllib.clustering.KMeans`` for ``settings``.
+
+    Same algorithm and parameters as ``pyspark.ml.clustering.KMeans``:
+    k-means|| initialisation with ``init_steps`` steps, then Lloyd iterations
+    until every centroid moves less than ``tol`` or ``max_iter`` is reached.
+    """
+    jvm = spark.sparkContext._jvm
+    return (
+        jvm.org.apache.spark.mllib.clustering.KMeans()
+        .setK(settings.k)
+        .setMaxIterations(settings.max_iter)
+        .setEpsilon(settings.tol)
+        .setInitializationMode("k-means||")
+        .setInitializationSteps(settings.init_steps)
+        .setSeed(seed)
+    )
 
 
 def assign_clusters(embeddings: DataFrame, centroids: np.ndarray) -> DataFrame:

@@ -42,17 +42,20 @@ def embed_table(
         ``id`` (same type as in ``df``), ``embedding`` (array<float> of length
         ``spec.embedding_dim``); one row per input row.
     """
-    spark = df.sparkSession
-    broadcast = spark.sparkContext.broadcast((spec.to_json(), weights))
-    id_field = df.schema["id"]
-    schema = T.StructType(
+    broadcast = df.sparkSession.sparkContext.broadcast((spec.to_json(), weights))
+    embed = functools.partial(embed_batches, broadcast=broadcast, batch_rows=batch_rows)
+    schema = embedding_schema(df.schema["id"])
+    return df.select("id", "features").mapInArrow(embed, schema)
+
+
+def embedding_schema(id_field: T.StructField) -> T.StructType:
+    """Return the output schema of the embedding stage: ``id``, ``embedding``."""
+    return T.StructType(
         [
             T.StructField("id", id_field.dataType, id_field.nullable),
             T.StructField("embedding", T.ArrayType(T.FloatType(), False), False),
         ]
     )
-    embed = functools.partial(embed_batches, broadcast=broadcast, batch_rows=batch_rows)
-    return df.select("id", "features").mapInArrow(embed, schema)
 
 
 def embed_batches(
@@ -62,12 +65,25 @@ def embed_batches(
 
     Builds the model once per call, that is once per task.
     """
+    model = load_task_model(broadcast)
+    for arrow_batch in batches:
+        yield from embed_record_batch(model, arrow_batch, batch_rows)
+
+
+def load_task_model(broadcast):
+    """Build the broadcast encoder in a task and give torch the task's cores."""
     spec_json, weights = broadcast.value
     model = load_autoencoder(ModelSpec.from_json(spec_json), weights)
     torch.set_num_threads(_task_cpus())
-    for arrow_batch in batches:
-        for start in range(0, arrow_batch.num_rows, batch_rows):
-            yield _embed_batch(model, arrow_batch.slice(start, batch_rows))
+    return model
+
+
+def embed_record_batch(
+    model, arrow_batch: pa.RecordBatch, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Yield ``id``, ``embedding`` batches of at most ``batch_rows`` rows."""
+    for start in range(0, arrow_batch.num_rows, batch_rows):
+        yield _embed_batch(model, arrow_batch.slice(start, batch_rows))
 
 
 def _embed_batch(model, batch: pa.RecordBatch) -> pa.RecordBatch:

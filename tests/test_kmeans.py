@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+
+from deepclust.cluster import fit_kmeans
+from deepclust.config import ClusterConfig
+from deepclust.errors import InputError
+
+
+def blobs(rows: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6.0, size=(4, 3))
+    return centres[rng.integers(0, 4, rows)] + rng.normal(size=(rows, 3))
+
+
+def embeddings_frame(spark, points: np.ndarray, element: str = "float"):
+    rows = [(i, [float(v) for v in point]) for i, point in enumerate(points)]
+    return spark.createDataFrame(rows, f"id long, embedding array<{element}>")
+
+
+@pytest.mark.parametrize("element", ["float", "double"])
+def test_kmeans_matches_sklearn_inertia(spark, element):
+    points = blobs(600)
+    embeddings = embeddings_frame(spark, points, element)
+
+    fitted = fit_kmeans(embeddings, ClusterConfig(k=4, n_init=3), 0, len(points))
+
+    reference = KMeans(4, n_init=10, random_state=0).fit(points)
+    assert fitted.centroids.shape == (4, 3)
+    assert fitted.inertia <= reference.inertia_ * 1.01
+    assert fitted.iterations >= 1
+
+
+def test_kmeans_keeps_lowest_inertia_run(spark):
+    points = blobs(300, seed=1)
+    embeddings = embeddings_frame(spark, points)
+    single = [
+        fit_kmeans(embeddings, ClusterConfig(k=4, n_init=1), seed, len(points))
+        for seed in range(3)
+    ]
+
+    best = fit_kmeans(embeddings, ClusterConfig(k=4, n_init=3), 0, len(points))
+
+    assert best.inertia == min(run.inertia for run in single)
+    assert best.seed == min(single, key=lambda run: run.inertia).seed
+
+
+def test_kmeans_inertia_is_sum_of_squared_distances(spark):
+    points = blobs(200, seed=2)
+    embeddings = embeddings_frame(spark, points)
+
+    fitted = fit_kmeans(embeddings, ClusterConfig(k=4), 0, len(points))
+
+    squared = ((points[:, None, :] - fitted.centroids[None]) ** 2).sum(axis=2)
+    assert fitted.inertia == pytest.approx(squared.min(axis=1).sum(), rel=1e-4)
+
+
+def test_kmeans_rejects_k_above_rows(spark):
+    embeddings = embeddings_frame(spark, blobs(5))
+
+    with pytest.raises(InputError, match=r"Invalid cluster.k: .* \(5\), got 6"):
+        fit_kmeans(embeddings, ClusterConfig(k=6), 0, 5)
