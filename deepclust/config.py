@@ -153,6 +153,25 @@ class ModelConfig:
     normalize: bool = _option(
         True, _bool(), "z-normalise each series and channel inside the rnn model"
     )
+    rnn_downsample: int = _option(
+        1, _int(low=1, high=1024), "time steps the rnn encoder averages into one"
+    )
+    rnn_pooling: str = _option(
+        "last",
+        _choice("last", "max"),
+        "rnn code from the final hidden states or the maximum over time",
+    )
+    rnn_shift_tolerance: int = _option(
+        0,
+        _int(low=0, high=100_000),
+        "time steps by which the rnn reconstruction may be shifted in the loss",
+    )
+    rnn_invariance_weight: float = _option(
+        1.0,
+        _float(low=0, high=1000),
+        "weight of the loss term between the codes of a series and its shifted "
+        "copy; used with train.series_shift_steps",
+    )
 
     @property
     def layer_sizes(self) -> tuple:
@@ -185,6 +204,12 @@ class TrainConfig:
         _float(low=0, high=180),
         "images: random rotation of up to this many degrees per sample, in "
         "pre-training and refinement",
+    )
+    series_shift_steps: int = _option(
+        0,
+        _int(low=0, high=100_000),
+        "rnn family: largest random time shift of the series copies that the "
+        "invariance term compares; 0 adds no copies",
     )
     shards_per_process: int = _option(2, _int(low=1, high=1024))
 

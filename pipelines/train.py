@@ -340,6 +340,13 @@ def check_family_fits_table(config: JobConfig, summary: TableSummary) -> None:
             f"vectors, but {config.data.path!r} is a series table (features as "
             "array<array<float>>). Set model.family: rnn."
         )
+    if family != "rnn" and config.train.series_shift_steps:
+        raise InputError(
+            "Invalid config key train.series_shift_steps: "
+            f"{config.train.series_shift_steps} needs series, but model.family "
+            f"is {family!r}. Set train.series_shift_steps: 0, or model.family: "
+            "rnn with a series table."
+        )
     if family != "rnn":
         return
     if config.model.scaling != "none":
@@ -415,6 +422,10 @@ def _model_spec(df, config: JobConfig, summary: TableSummary) -> ModelSpec:
         bidirectional=config.model.bidirectional,
         normalize=config.model.normalize,
         normalize_embedding=config.model.normalize_embedding,
+        rnn_downsample=config.model.rnn_downsample,
+        rnn_pooling=config.model.rnn_pooling,
+        rnn_shift_tolerance=config.model.rnn_shift_tolerance,
+        rnn_invariance_weight=config.model.rnn_invariance_weight,
     )
 
 

@@ -10,9 +10,10 @@ from deepclust.embed import embed_table
 from deepclust.errors import InputError
 from deepclust.models import ModelSpec, build_autoencoder
 from deepclust.models.base import state_dict_to_bytes
-from deepclust.models.rnn import SeriesBatch, series_batch_from_arrow
+from deepclust.models.rnn import SeriesBatch, downsample, series_batch_from_arrow
 from deepclust.read import read_feature_table
 from deepclust.read.ucr import load_series, read_ts, read_tsv, series_arrow_table
+from deepclust.train.series_augment import add_shifted_copies
 
 SERIES = pa.list_(pa.list_(pa.float32()))
 
@@ -203,10 +204,15 @@ def test_padding_batch_of_sliced_column():
     assert batch.values[1].tolist() == [[3.0, 7.0], [0.0, 0.0]]
 
 
+# Downsampling, max pooling and a shift tolerance must not see padding either.
+SHIFT_OPTIONS = dict(rnn_downsample=3, rnn_pooling="max", rnn_shift_tolerance=6)
+
+
+@pytest.mark.parametrize("options", [{}, SHIFT_OPTIONS], ids=["plain", "shift"])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_loss_ignores_padding(cell):
+def test_loss_ignores_padding(cell, options):
     torch.manual_seed(0)
-    model = build_autoencoder(spec(rnn_cell=cell, input_dim=2))
+    model = build_autoencoder(spec(rnn_cell=cell, input_dim=2, **options))
     lengths = torch.tensor([7, 3, 5])
     values = torch.randn(3, 7, 2)
     garbage = values.clone()
@@ -222,12 +228,18 @@ def test_loss_ignores_padding(cell):
     loss_dirty = model.reconstruction_loss(dirty, rec_dirty)
     torch.testing.assert_close(loss_dirty, loss_clean)
 
-    # The padded loss equals the loss of each series alone, weighted by steps.
+    # Each series alone has the same code, and the padded loss equals the loss
+    # of each series alone, weighted by its (downsampled) steps.
+    factor = options.get("rnn_downsample", 1)
+    weights = -(-lengths // factor)
     per_series = []
     for row, length in enumerate(lengths.tolist()):
         alone = SeriesBatch(values[row : row + 1, :length], lengths[row : row + 1])
-        per_series.append(model.reconstruction_loss(alone, model(alone)[1]) * length)
-    torch.testing.assert_close(loss_clean, sum(per_series) / lengths.sum())
+        code, reconstruction = model(alone)
+        torch.testing.assert_close(code[0], z_clean[row])
+        loss = model.reconstruction_loss(alone, reconstruction)
+        per_series.append(loss * weights[row])
+    torch.testing.assert_close(loss_clean, sum(per_series) / weights.sum())
 
 
 def test_z_normalisation_in_model():
@@ -241,6 +253,138 @@ def test_z_normalisation_in_model():
 def test_unknown_cell_rejected():
     with pytest.raises(InputError, match=r"model.rnn_cell 'rnn'.*gru"):
         build_autoencoder(spec(rnn_cell="rnn"))
+
+
+def test_downsample_averages_real_steps():
+    values = torch.tensor(
+        [[[1.0], [2.0], [3.0], [4.0], [5.0]], [[6.0], [8.0]] + [[0.0]] * 3]
+    )
+    pooled, lengths = downsample(values, torch.tensor([5, 2]), 2)
+    assert lengths.tolist() == [3, 1]
+    assert pooled[0, :, 0].tolist() == [1.5, 3.5, 5.0]
+    assert pooled[1, :, 0].tolist() == [7.0, 0.0, 0.0]
+
+
+def test_downsample_one_is_identity():
+    values = torch.randn(2, 4, 3)
+    pooled, lengths = downsample(values, torch.tensor([4, 4]), 1)
+    assert pooled is values
+    assert lengths.tolist() == [4, 4]
+
+
+def test_shift_tolerance_accepts_moved_reconstruction():
+    steps = torch.zeros(1, 12, 1)
+    steps[0, 6:] = 1.0
+    batch = SeriesBatch(steps, torch.tensor([12]))
+    strict = build_autoencoder(spec(normalize=False))
+    tolerant = build_autoencoder(spec(normalize=False, rnn_shift_tolerance=2))
+    # The step two time steps later; the edge values repeat.
+    moved = torch.zeros(1, 12, 1)
+    moved[0, 8:] = 1.0
+
+    assert strict.reconstruction_loss(batch, moved).item() > 0.1
+    assert tolerant.reconstruction_loss(batch, moved).item() == 0.0
+    moved[0, 7:] = 1.0
+    moved[0, 9] = 3.0
+    # Moved by one step, with one wrong value: (3 - 1)^2 over 12 steps.
+    assert tolerant.reconstruction_loss(batch, moved).item() == pytest.approx(4 / 12)
+
+
+def test_shift_tolerance_counts_input_steps():
+    # A tolerance of 5 input steps is 2 steps after downsampling by 2.
+    steps = torch.zeros(1, 12, 1)
+    steps[0, 6:] = 1.0
+    batch = SeriesBatch(steps, torch.tensor([12]))
+    model = build_autoencoder(
+        spec(normalize=False, rnn_downsample=2, rnn_shift_tolerance=5)
+    )
+    target, _ = downsample(steps, batch.lengths, 2)
+    two_later = torch.cat([target[:, :1]] * 2 + [target[:, :-2]], dim=1)
+    three_later = torch.cat([target[:, :1]] * 3 + [target[:, :-3]], dim=1)
+    assert model.reconstruction_loss(batch, two_later).item() == 0.0
+    assert model.reconstruction_loss(batch, three_later).item() > 0.1
+
+
+def test_max_pooling_takes_time_maximum():
+    torch.manual_seed(0)
+    last = build_autoencoder(spec())
+    pooled = build_autoencoder(spec(rnn_pooling="max"))
+    pooled.load_state_dict(last.state_dict())
+    batch = SeriesBatch(torch.randn(2, 9, 1), torch.tensor([9, 9]))
+    outputs, _ = last.encoder(last.scale_input(batch))
+    expected = last.to_embedding(outputs.max(dim=1).values)
+    torch.testing.assert_close(pooled.encode(batch), expected)
+    assert not torch.allclose(last.encode(batch), expected)
+
+
+def test_unknown_pooling_rejected():
+    with pytest.raises(InputError, match=r"model.rnn_pooling 'mean'.*'last', 'max'"):
+        build_autoencoder(spec(rnn_pooling="mean"))
+
+
+def test_shifted_copies_move_within_length():
+    values = torch.arange(1.0, 7.0).reshape(1, 6, 1).repeat(40, 1, 1)
+    values[20:, 4:] = 0.0
+    lengths = torch.tensor([6] * 20 + [4] * 20)
+    generator = torch.Generator().manual_seed(0)
+    batch = add_shifted_copies(SeriesBatch(values, lengths), 2, generator)
+
+    assert torch.equal(batch.values, values)
+    seen = set()
+    for row, length in enumerate(lengths.tolist()):
+        copy = batch.shifted[row, :, 0]
+        series = values[row, :length, 0]
+        matches = [
+            offset
+            for offset in range(-2, 3)
+            if torch.equal(
+                copy[:length],
+                series[(torch.arange(length) - offset).clamp(0, length - 1)],
+            )
+        ]
+        assert len(matches) == 1, (row, copy.tolist())
+        seen.add(matches[0])
+        assert copy[length:].abs().sum().item() == 0.0
+    assert seen == {-2, -1, 0, 1, 2}
+
+
+def test_shifted_copies_zero_shift_unchanged():
+    batch = SeriesBatch(torch.randn(3, 5, 2), torch.tensor([5, 4, 2]))
+    assert add_shifted_copies(batch, 0) is batch
+
+
+def test_invariance_term_in_training_loss():
+    torch.manual_seed(0)
+    values = torch.randn(4, 10, 1)
+    lengths = torch.tensor([10, 10, 7, 9])
+    values[2, 7:] = 0.0
+    values[3, 9:] = 0.0
+    same = SeriesBatch(values, lengths, shifted=values.clone())
+    moved = add_shifted_copies(
+        SeriesBatch(values, lengths), 3, torch.Generator().manual_seed(1)
+    )
+    for weight in (0.0, 1.0):
+        model = build_autoencoder(spec(rnn_invariance_weight=weight))
+        code, reconstruction = model(moved)
+        assert code.shape == (8, 4)
+        assert reconstruction.shape == (4, 10, 1)
+        plain = model.reconstruction_loss(moved, reconstruction)
+        loss = model.training_loss(moved, code, reconstruction)
+        if weight:
+            own, copy = code.chunk(2)
+            term = ((own - copy) ** 2).mean() / (code.var(dim=0).mean() + 1e-6)
+            torch.testing.assert_close(loss, plain + term)
+            assert term.item() > 0
+        else:
+            torch.testing.assert_close(loss, plain)
+
+    # A copy equal to its series adds nothing.
+    model = build_autoencoder(spec())
+    code, reconstruction = model(same)
+    torch.testing.assert_close(
+        model.training_loss(same, code, reconstruction),
+        model.reconstruction_loss(same, reconstruction),
+    )
 
 
 def test_embedding_equals_direct_torch_unequal(spark, tmp_path):
@@ -290,8 +434,20 @@ def test_trace_end_to_end(spark, tracking_uri, tmp_path, trace_table):
     config = write_config(
         tmp_path / "trace.yaml",
         data={"path": trace_table},
-        model={"family": "rnn", "rnn_hidden_size": 16, "embedding_dim": 4},
-        train={"epochs": 4, "batch_size": 32, "learning_rate": 0.005},
+        model={
+            "family": "rnn",
+            "rnn_hidden_size": 16,
+            "embedding_dim": 4,
+            "rnn_downsample": 5,
+            "rnn_pooling": "max",
+            "rnn_shift_tolerance": 75,
+        },
+        train={
+            "epochs": 4,
+            "batch_size": 32,
+            "learning_rate": 0.005,
+            "series_shift_steps": 40,
+        },
         cluster={"k": 4, "n_init": 3},
         output={"path": str(tmp_path / "out")},
         tracking={"experiment": "tests"},
@@ -363,4 +519,23 @@ def test_rnn_on_vector_table_rejected(spark, tracking_uri, tmp_path, iris_table)
         output={"path": str(tmp_path / "out")},
     )
     with pytest.raises(InputError, match=r"'rnn' expects a series table.*length 4"):
+        run_training_job(spark, config)
+
+
+def test_series_shift_on_vector_table_rejected(
+    spark, tracking_uri, tmp_path, iris_table
+):
+    from pipelines.train import run_training_job
+    from tests.conftest import write_config
+
+    config = write_config(
+        tmp_path / "bad.yaml",
+        data={"path": iris_table},
+        train={"series_shift_steps": 10},
+        cluster={"k": 3},
+        output={"path": str(tmp_path / "out")},
+    )
+    with pytest.raises(
+        InputError, match=r"train.series_shift_steps: 10 needs series.*'mlp'"
+    ):
         run_training_job(spark, config)

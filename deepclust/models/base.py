@@ -70,6 +70,18 @@ class ModelSpec:
     normalize_embedding : bool
         Whether :meth:`Autoencoder.embed` scales each embedding to unit L2
         length, so that KMeans compares directions of the code.
+    rnn_downsample : int
+        Factor by which the ``rnn`` family averages time steps before its
+        encoder. The decoder reconstructs the averaged series.
+    rnn_pooling : str
+        How the ``rnn`` family reads the code from its encoder: ``"last"``
+        (final hidden states) or ``"max"`` (maximum over time of the outputs).
+    rnn_shift_tolerance : int
+        Time steps by which the ``rnn`` reconstruction may be shifted against
+        the series. The loss takes the best shift.
+    rnn_invariance_weight : float
+        Weight of the ``rnn`` loss term that pulls the code of a series and
+        the code of its shifted copy together, when a batch carries copies.
     """
 
     family: str
@@ -87,6 +99,10 @@ class ModelSpec:
     bidirectional: bool = True
     normalize: bool = True
     normalize_embedding: bool = False
+    rnn_downsample: int = 1
+    rnn_pooling: str = "last"
+    rnn_shift_tolerance: int = 0
+    rnn_invariance_weight: float = 1.0
 
     def to_json(self) -> str:
         """Return the spec as a JSON string."""
@@ -187,6 +203,16 @@ class Autoencoder(nn.Module):
     def reconstruction_loss(self, x, reconstruction: torch.Tensor) -> torch.Tensor:
         """Return the mean squared error between reconstruction and scaled input."""
         return nn.functional.mse_loss(reconstruction, self.scale_input(x))
+
+    def training_loss(
+        self, x, code: torch.Tensor, reconstruction: torch.Tensor
+    ) -> torch.Tensor:
+        """Return the loss that training minimises for one :meth:`forward` output.
+
+        The base loss is :meth:`reconstruction_loss`; a family may add terms
+        on the code.
+        """
+        return self.reconstruction_loss(x, reconstruction)
 
 
 _FAMILIES: dict[str, type[Autoencoder]] = {}

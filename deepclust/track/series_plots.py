@@ -52,8 +52,9 @@ def plot_cluster_series(model, samples: list[tuple[int, int, list]]) -> bytes:
     """Draw the sampled series of each cluster overlaid, as the encoder receives them.
 
     Each panel shows one cluster's series after the model's input scaling
-    (z-normalised when ``model.normalize`` is on); multivariate series show
-    their first channel. Returns PNG bytes.
+    (z-normalised when ``model.normalize`` is on) and downsampling, so the
+    x axis counts the encoder's steps; multivariate series show their first
+    channel. Returns PNG bytes.
     """
     plt = _pyplot()
     clusters = sorted({cluster for cluster, _, _ in samples})
@@ -76,8 +77,9 @@ def plot_reconstructions(
 ) -> bytes:
     """Draw ``count`` sampled series beside their reconstructions; PNG bytes.
 
-    Both curves are in the model's scaled units; multivariate series show
-    their first channel.
+    Both curves are the encoder's input units and steps; multivariate series
+    show their first channel. With ``rnn_shift_tolerance`` the loss accepts a
+    reconstruction moved in time, so the curves may be offset.
     """
     plt = _pyplot()
     # Take series from as many clusters as possible.
@@ -124,8 +126,8 @@ def log_series_plots(df: DataFrame, assignments: DataFrame, model) -> None:
 def _scaled_series(model, series: list):
     batch = model.batch_from_arrow(_series_column(series))
     with torch.inference_mode():
-        scaled = model.scale_input(batch).numpy()
-    return scaled, batch.lengths.tolist()
+        inputs = model.encoder_input(batch)
+    return inputs.values.numpy(), inputs.lengths.tolist()
 
 
 def _series_column(series: list) -> pa.Array:

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from deepclust.models.base import ModelSpec, build_autoencoder, state_dict_to_bytes
 from deepclust.read.shards import ShardReader
 from deepclust.train.augment import augment_images
+from deepclust.train.series_augment import add_shifted_copies
 
 _logger = logging.getLogger("deepclust.train")
 
@@ -118,6 +119,7 @@ def _train(request: dict, rank: int) -> dict:
         )
     augment = torch.Generator().manual_seed(seed * 1000 + rank)
     image_shape = request["image_shape"]
+    series_shift = settings["series_shift_steps"]
 
     # train.batch_size is the global batch, split across the ranks, so the
     # number of optimizer steps per epoch does not depend on num_processes.
@@ -142,9 +144,11 @@ def _train(request: dict, rank: int) -> dict:
                     settings["rotation_degrees"],
                     augment,
                 )
+                if series_shift:
+                    x = add_shifted_copies(x, series_shift, augment)
                 x = x.to(device, non_blocking=True)
-                _, reconstruction = ddp(x)
-                loss = model.reconstruction_loss(x, reconstruction)
+                code, reconstruction = ddp(x)
+                loss = model.training_loss(x, code, reconstruction)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
