@@ -325,7 +325,11 @@ def test_training_job_on_cluster(
 
 def test_unreachable_master_fails_fast(tmp_path):
     master_url = f"spark://{HOST}:{free_port()}"
-    config = write_config(tmp_path / "job.yaml", data={"path": str(tmp_path)})
+    config = write_config(
+        tmp_path / "job.yaml",
+        data={"path": str(tmp_path)},
+        output={"path": str(tmp_path / "out")},
+    )
     result = submit_job(master_url, "train", ["--config", config])
 
     assert result.returncode == 2, result.output[-3000:]
@@ -337,7 +341,11 @@ def test_unreachable_master_fails_fast(tmp_path):
 
 
 def test_no_free_worker_fails_fast(cluster, tmp_path):
-    config = write_config(tmp_path / "job.yaml", data={"path": str(tmp_path)})
+    config = write_config(
+        tmp_path / "job.yaml",
+        data={"path": str(tmp_path)},
+        output={"path": str(tmp_path / "out")},
+    )
     result = submit_job(
         cluster.master_url,
         "train",

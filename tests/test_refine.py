@@ -169,7 +169,7 @@ def test_one_and_two_processes_agree(spark, tmp_path):
 
 
 @pytest.mark.slow
-def test_empty_cluster_is_reported(spark, tmp_path, caplog):
+def test_empty_cluster_is_reported(spark, tracking_uri, tmp_path, caplog):
     snapshot, features, _ = write_blobs(tmp_path / "snap", [80, 80])
     spec, model = fresh_model(features.shape[1])
     with torch.no_grad():
@@ -187,7 +187,8 @@ def test_empty_cluster_is_reported(spark, tmp_path, caplog):
     assert last["starving"] == [2]
 
     with caplog.at_level(logging.WARNING, logger="deepclust.pipeline"):
-        mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment("refine-history")
         with mlflow.start_run() as run:
             _log_refinement(result)
     assert "cluster(s) [2] end with fewer rows" in caplog.text
