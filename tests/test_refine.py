@@ -164,7 +164,8 @@ def test_one_and_two_processes_agree(spark, tmp_path):
     assert adjusted_rand_score(labels, assignments[2]) > 0.95
     # Both moved the centroids away from KMeans by a similar amount.
     moved = {n: np.linalg.norm(r.centroids - centroids) for n, r in results.items()}
-    assert moved[1] > 0 and moved[2] > 0
+    assert moved[1] > 0
+    assert moved[2] > 0
     assert moved[1] == pytest.approx(moved[2], rel=0.5)
 
 

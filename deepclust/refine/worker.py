@@ -144,10 +144,8 @@ def _refine(request: dict, rank: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        sums += torch.stack(
-            [kl.detach(), reconstruction_loss.detach(), balance.detach()]
-            + [torch.ones((), device=device)]
-        ).double()
+        one = torch.ones((), device=device)
+        sums += torch.stack([kl, reconstruction_loss, balance, one]).detach().double()
         step += 1
 
     model.to("cpu")
