@@ -228,7 +228,18 @@ class ClusterConfig:
     k: int = _option(10, _int(low=2, high=100_000))
     max_iter: int = _option(100, _int(low=1, high=100_000))
     tol: float = _option(1e-4, _float(low=0))
-    init_steps: int = _option(2, _int(low=1, high=100))
+    init_mode: str = _option(
+        "k-means++",
+        _choice("k-means++", "k-means||"),
+        "k-means++: seed with greedy k-means++ and Lloyd on a sample of "
+        "init_sample rows on the driver; k-means||: MLlib's distributed seeding",
+    )
+    init_sample: int = _option(
+        10_000,
+        _int(low=1, high=1_000_000),
+        "k-means++: rows sampled to the driver (at least 20 per cluster)",
+    )
+    init_steps: int = _option(2, _int(low=1, high=100), "k-means||: seeding passes")
     n_init: int = _option(1, _int(low=1, high=100))
 
 

@@ -3,6 +3,7 @@ import pytest
 from sklearn.cluster import KMeans
 
 from deepclust.cluster import fit_kmeans
+from deepclust.cluster.kmeans import persisted_vectors, sample_rows
 from deepclust.config import ClusterConfig
 from deepclust.errors import InputError
 
@@ -18,12 +19,16 @@ def embeddings_frame(spark, points: np.ndarray, element: str = "float"):
     return spark.createDataFrame(rows, f"id long, embedding array<{element}>")
 
 
-@pytest.mark.parametrize("element", ["float", "double"])
-def test_kmeans_matches_sklearn_inertia(spark, element):
+@pytest.mark.parametrize(
+    ("element", "init_mode"),
+    [("float", "k-means++"), ("double", "k-means++"), ("float", "k-means||")],
+)
+def test_kmeans_matches_sklearn_inertia(spark, element, init_mode):
     points = blobs(600)
     embeddings = embeddings_frame(spark, points, element)
+    settings = ClusterConfig(k=4, n_init=3, init_mode=init_mode)
 
-    fitted = fit_kmeans(embeddings, ClusterConfig(k=4, n_init=3), 0, len(points))
+    fitted = fit_kmeans(embeddings, settings, 0, len(points))
 
     reference = KMeans(4, n_init=10, random_state=0).fit(points)
     assert fitted.centroids.shape == (4, 3)
@@ -60,3 +65,33 @@ def test_kmeans_rejects_k_above_rows(spark):
 
     with pytest.raises(InputError, match=r"Invalid cluster.k: .* \(5\), got 6"):
         fit_kmeans(embeddings, ClusterConfig(k=6), 0, 5)
+
+
+@pytest.mark.parametrize(
+    ("init_sample", "low", "high"),
+    [(1000, 850, 1150), (10, 60, 100), (100_000, 3000, 3000)],
+)
+def test_sample_rows_size(spark, init_sample, low, high):
+    # At least 20 rows per cluster (k=4: 80), and every row of a smaller table.
+    points = blobs(3000, seed=3)
+    vectors = persisted_vectors(embeddings_frame(spark, points, "double"), "embedding")
+    settings = ClusterConfig(k=4, init_sample=init_sample)
+    try:
+        sample = sample_rows(spark, vectors, len(points), settings, seed=0)
+    finally:
+        vectors.unpersist(False)
+
+    assert sample.shape[1] == 3
+    assert low <= len(sample) <= high
+    assert np.isin(sample[:, 0], points[:, 0]).all()
+
+
+def test_kmeans_plusplus_start_copes_with_repeated_rows(spark):
+    # Three distinct rows and k=4: one centroid is left without rows.
+    points = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
+    embeddings = embeddings_frame(spark, points)
+
+    fitted = fit_kmeans(embeddings, ClusterConfig(k=4), 0, len(points))
+
+    assert fitted.inertia == pytest.approx(0.0, abs=1e-9)
+    assert fitted.centroids.shape == (4, 2)
