@@ -49,6 +49,31 @@ def test_shard_order_depends_on_seed(tmp_path):
     assert first != other
 
 
+def test_shard_within_buffer_is_read_once(tmp_path):
+    path = write_shards(tmp_path / "snap", rows_per_file=20, dim=1, files=2)
+    reader = ShardReader(path, 0, 1, shuffle_buffer_rows=40)
+    first = [b.tolist() for b in reader.batches(8, seed=1)]
+    for part in (tmp_path / "snap").iterdir():
+        part.unlink()
+
+    again = [b.tolist() for b in reader.batches(8, seed=1)]
+    other = [r[0] for b in reader.batches(8, seed=2) for r in b]
+
+    assert again == first
+    assert sorted(other) == [float(i) for i in range(40)]
+
+
+def test_shard_above_buffer_is_read_each_pass(tmp_path):
+    path = write_shards(tmp_path / "snap", rows_per_file=20, dim=1, files=2)
+    reader = ShardReader(path, 0, 1, shuffle_buffer_rows=39)
+    list(reader.batches(8, seed=1))
+    for part in (tmp_path / "snap").iterdir():
+        part.unlink()
+
+    with pytest.raises(FileNotFoundError):
+        list(reader.batches(8, seed=1))
+
+
 def test_rank_error_reaches_driver(spark, tmp_path):
     # The snapshot rows have 3 values but the model expects 5, so every rank
     # fails inside its forward pass.

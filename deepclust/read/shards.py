@@ -30,7 +30,9 @@ class ShardReader:
         to rank ``i % world_size``.
     shuffle_buffer_rows : int
         Rows held in memory for shuffling. A shard that fits is shuffled
-        completely; a larger one is shuffled within windows of this size.
+        completely, and read from its files only in the first pass, then
+        kept in memory. A larger one is read again in every pass and
+        shuffled within windows of this size.
     """
 
     def __init__(self, path: str, rank: int, world_size: int, shuffle_buffer_rows: int):
@@ -42,6 +44,11 @@ class ShardReader:
         ]
         self.rows = self.rows_per_rank[rank]
         self.shuffle_buffer_rows = shuffle_buffer_rows
+        # A shard that fits the buffer is read once and kept for every epoch,
+        # since the buffer would hold all of it anyway.
+        self._columns_in_memory: dict[str, list[pa.Array]] | None = None
+        if self.rows <= shuffle_buffer_rows:
+            self._columns_in_memory = {}
 
     def batches(self, batch_size: int, seed: int) -> Iterator[np.ndarray]:
         """Yield float32 arrays of shape (batch, n_features), shuffled by ``seed``.
@@ -62,7 +69,7 @@ class ShardReader:
         buffer: list[pa.Array] = []
         buffered_rows = 0
         for index in order:
-            for batch in _read_file(self.files[index]):
+            for batch in self._file_columns(self.files[index]):
                 buffer.append(batch)
                 buffered_rows += len(batch)
                 if buffered_rows >= self.shuffle_buffer_rows:
@@ -70,6 +77,13 @@ class ShardReader:
                     buffer, buffered_rows = [], 0
         if buffer:
             yield from _shuffled_batches(buffer, batch_size, rng)
+
+    def _file_columns(self, path: str):
+        if self._columns_in_memory is None:
+            return _read_file(path)
+        if path not in self._columns_in_memory:
+            self._columns_in_memory[path] = list(_read_file(path))
+        return self._columns_in_memory[path]
 
     def read_all(self) -> pa.Array:
         """Return this rank's whole ``features`` column, files in sorted order.
