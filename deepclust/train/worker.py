@@ -72,10 +72,15 @@ def run_on_rank(body, request: dict) -> dict:
 def init_rank(settings: dict, rank: int) -> tuple[torch.device, str]:
     """Pick this rank's device and join the process group.
 
+    Also makes torch flush subnormal floats to zero in this process.
     Returns the device and the backend: nccl with ``use_gpu`` on a CUDA
     device, gloo on the CPU.
     """
     use_cuda = bool(settings["use_gpu"]) and torch.cuda.is_available()
+    # Subnormal floats are slow on CPUs, and training produces them: the
+    # MNIST MLP's epochs went from 1.6 s to 2.1 s after about 16 epochs
+    # unless they are flushed to zero.
+    torch.set_flush_denormal(True)
     if settings["use_gpu"] and not use_cuda:
         raise RuntimeError(
             f"train.use_gpu is true but rank {rank} on {socket.gethostname()} "
