@@ -24,6 +24,21 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hadoop_path))
 
 
+def paths_overlap(spark: SparkSession, first: str, second: str) -> bool:
+    """Return whether two paths are one folder, or one lies inside the other.
+
+    Both are qualified first, so relative and absolute forms of one folder
+    compare equal. Symbolic links are not followed.
+    """
+    first_uri = qualify(spark, first).rstrip("/")
+    second_uri = qualify(spark, second).rstrip("/")
+    return (
+        first_uri == second_uri
+        or first_uri.startswith(second_uri + "/")
+        or second_uri.startswith(first_uri + "/")
+    )
+
+
 def delete_path(spark: SparkSession, path: str) -> None:
     """Delete ``path`` and everything under it, if it exists."""
     fs, hadoop_path = _hadoop_path(spark, path)

@@ -24,11 +24,17 @@ from pyspark.sql import functions as F
 from deepclust.cluster import assign_clusters
 from deepclust.config import JobConfig, load_config
 from deepclust.embed import embed_table
-from deepclust.errors import invalid
+from deepclust.errors import InputError, invalid
 from deepclust.registry import CHAMPION, resolve_model_uri
 from deepclust.score.drift import cluster_shares, population_stability_index
 from deepclust.score.inputs import ScoringModel, load_cluster_model, read_scoring_input
-from deepclust.storage import delete_path, publish, qualify, staging_path
+from deepclust.storage import (
+    delete_path,
+    paths_overlap,
+    publish,
+    qualify,
+    staging_path,
+)
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
 from deepclust.track.mlflow_run import log_json
 
@@ -117,6 +123,13 @@ def run_scoring_job(
             }
         )
         date = parse_run_date(run_date)
+        if paths_overlap(spark, output_path, input_path):
+            raise InputError(
+                f"Invalid --output: expected a folder outside --input "
+                f"{input_path!r}, got {output_path!r}, which is that folder, "
+                "lies inside it or holds it. The scores would mix with the rows "
+                "to score; choose another --output."
+            )
         loaded = load_cluster_model(resolve_model_uri(uri))
         _log_model_version(loaded)
         return _score(spark, config, loaded, input_path, output_path, date, run)

@@ -37,7 +37,14 @@ from deepclust.models import ModelSpec, check_spec
 from deepclust.read import TableSummary, read_feature_table
 from deepclust.refine.distributed import refine_clusters
 from deepclust.registry import register_trained_model
-from deepclust.storage import delete_path, path_exists, publish, qualify, staging_path
+from deepclust.storage import (
+    delete_path,
+    path_exists,
+    paths_overlap,
+    publish,
+    qualify,
+    staging_path,
+)
 from deepclust.track import StageTimer, job_run, resolve_tracking_uri
 from deepclust.track.images import log_image_artifacts
 from deepclust.track.mlflow_run import log_bytes, log_json, log_loss_curve
@@ -141,6 +148,13 @@ def _training_run(raw: dict, config_path: str, overrides):
 
 def _run_stages(spark: SparkSession, config: JobConfig, run_id: str) -> JobResult:
     output_path = qualify(spark, config.output.path)
+    if paths_overlap(spark, config.output.path, config.data.path):
+        raise InputError(
+            f"Invalid output.path: expected a folder outside data.path "
+            f"{config.data.path!r}, got {config.output.path!r}, which is that "
+            "folder, lies inside it or holds it. Publishing the output there "
+            "would replace the feature table; choose another output.path."
+        )
     if path_exists(spark, output_path) and not config.output.overwrite:
         raise InputError(
             f"Output path {config.output.path!r} already exists. Set "
@@ -259,6 +273,7 @@ def _stages_into(spark, config: JobConfig, staging: str, timer: StageTimer) -> d
         smallest_cluster=float(min(sizes)),
         largest_cluster=float(max(sizes)),
         empty_clusters=float(sizes.count(0)),
+        clusters=float(len(centroids)),
     )
     log_json(
         {"centroids": centroids, "sizes": sizes, "seed": fitted.seed},
@@ -374,7 +389,8 @@ def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
     Raises
     ------
     InputError
-        If ``cluster.k`` exceeds the rows, or ``data.image_shape`` does not
+        If ``cluster.k`` or ``train.num_processes`` exceeds the rows, or
+        ``data.image_shape`` does not
         multiply to the feature length.
     """
     if config.cluster.k > summary.rows:
@@ -382,6 +398,13 @@ def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
             f"Invalid config key cluster.k: expected at most the number of rows "
             f"({summary.rows}) in {config.data.path!r}, got {config.cluster.k}. "
             "Lower cluster.k or use a larger table."
+        )
+    if config.train.num_processes > summary.rows:
+        raise InputError(
+            f"Invalid config key train.num_processes: expected at most the "
+            f"number of rows ({summary.rows}) in {config.data.path!r}, got "
+            f"{config.train.num_processes}. Every rank needs rows to train on. "
+            "Lower train.num_processes or use a larger table."
         )
     shape = config.data.image_shape
     if shape is not None:

@@ -95,3 +95,15 @@ def test_kmeans_plusplus_start_copes_with_repeated_rows(spark):
 
     assert fitted.inertia == pytest.approx(0.0, abs=1e-9)
     assert fitted.centroids.shape == (4, 2)
+
+
+def test_parallel_start_warns_on_fewer_centroids(spark, caplog):
+    # k-means|| keeps distinct candidates only: 3 distinct rows give 3 centroids.
+    points = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
+    embeddings = embeddings_frame(spark, points)
+    settings = ClusterConfig(k=4, init_mode="k-means||")
+
+    fitted = fit_kmeans(embeddings, settings, 0, len(points))
+
+    assert fitted.centroids.shape == (3, 2)
+    assert "found 3 distinct centroids, fewer than cluster.k=4" in caplog.text

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -189,6 +190,20 @@ def test_bad_input_fails_run_and_writes_nothing(
     run = last_scoring_run(trained_iris)
     assert run.info.status == "FAILED"
     assert "deepclust.error" in run.data.tags
+
+
+def test_output_inside_input_rejected(spark, trained_iris, iris_table, tmp_path):
+    table = tmp_path / "input"
+    shutil.copytree(iris_table, table)
+    before = sorted(os.listdir(table))
+
+    with pytest.raises(
+        InputError, match=r"Invalid --output: expected a folder outside --input"
+    ):
+        score(spark, trained_iris, str(table), table / "scores")
+
+    assert sorted(os.listdir(table)) == before
+    assert last_scoring_run(trained_iris).info.status == "FAILED"
 
 
 def test_drift_above_threshold_warns(spark, trained_iris, iris_table, tmp_path, caplog):

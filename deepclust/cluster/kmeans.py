@@ -93,6 +93,19 @@ def fit_kmeans(
                 start = sample_centroids(sample, settings, seed + run)
                 kmeans.setInitialModel(jvm_kmeans_model(spark, start))
             model = kmeans.run(vectors)
+            found = len(model.clusterCenters())
+            if found < settings.k:
+                # k-means|| keeps only distinct candidates, so it can return
+                # fewer centroids than k when rows repeat.
+                _logger.warning(
+                    "cluster: run %d found %d distinct centroids, fewer than "
+                    "cluster.k=%d; the embeddings have fewer distinct values "
+                    "than k. Lower cluster.k, or use cluster.init_mode k-means++, "
+                    "which keeps k centroids and leaves the extra ones empty",
+                    run + 1,
+                    found,
+                    settings.k,
+                )
             inertia = float(model.trainingCost())
             _logger.info(
                 "cluster: run %d/%d seed %d inertia %.6g after %d iterations",

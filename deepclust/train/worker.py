@@ -119,8 +119,10 @@ def _train(request: dict, rank: int) -> dict:
     )
     if reader.rows == 0:
         raise RuntimeError(
-            f"Rank {rank} of {world_size} received no rows; the training "
-            f"snapshot has rows per rank {reader.rows_per_rank}."
+            f"Rank {rank} of {world_size} received no rows: the training "
+            f"snapshot has rows per rank {reader.rows_per_rank}. Lower "
+            "train.num_processes or train.shards_per_process, or use a larger "
+            "table."
         )
     augment = torch.Generator().manual_seed(seed * 1000 + rank)
     image_shape = request["image_shape"]
