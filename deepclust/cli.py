@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
-from deepclust.errors import DeepClustError, ServiceUnavailableError
+from deepclust.errors import DeepClustError, JobTerminated, ServiceUnavailableError
 
 LOCAL_MASTER = "local[*]"
 
@@ -276,6 +278,27 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepclust`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     configure_logging()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(args)
+    except JobTerminated as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame):
+    raise JobTerminated(
+        "Stopped by SIGTERM. The MLflow run is marked FAILED and any earlier "
+        "output is kept; run the job again to produce new output."
+    )
+
+
+def _main(args) -> int:
     if args.command == "promote":
         # Promotion only talks to the registry; it needs no Spark.
         return _report_errors(run_promote, args)

@@ -17,6 +17,16 @@ class TrainingError(DeepClustError, RuntimeError):
     """Distributed training failed on one of its ranks, or could not start."""
 
 
+class JobTerminated(BaseException):
+    """The job received SIGTERM, as schedulers send to stop a job.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except
+    Exception`` on the way swallows it. Every ``finally`` and context manager
+    still runs, so the MLflow run ends FAILED and the staging folder is
+    deleted.
+    """
+
+
 def invalid(name, value, expected, fix, cls=InputError):
     """Build an error that names the value, the expected form and the fix.
 

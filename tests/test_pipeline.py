@@ -2,6 +2,10 @@
 
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,6 +55,7 @@ def test_digits_end_to_end(spark, tracking_uri, tmp_path, digits_table):
     # Chance level for 10 balanced classes is ACC 0.1 and NMI 0.
     assert result.metrics["acc"] > 0.5
     assert result.metrics["nmi"] > 0.5
+    assert result.metrics["clusters"] == 10
     assert -1.0 <= result.metrics["silhouette"] <= 1.0
 
     embeddings = spark.read.parquet(str(output / "embeddings"))
@@ -238,6 +243,98 @@ def test_existing_output_needs_overwrite(spark, tracking_uri, tmp_path, iris_tab
     config = small_config(tmp_path, iris_table, output)
     with pytest.raises(InputError, match=r"already exists.*output.overwrite: true"):
         run_training_job(spark, config)
+
+
+@pytest.mark.parametrize("where", ["table", "parent", "inside"])
+def test_output_overlapping_table_rejected(
+    spark, tracking_uri, tmp_path, iris_table, where
+):
+    table = tmp_path / "tables" / "iris"
+    shutil.copytree(iris_table, table)
+    before = sorted(os.listdir(table))
+    output = {"table": table, "parent": table.parent, "inside": table / "out"}[where]
+    config = small_config(
+        tmp_path, str(table), output, output={"overwrite": True}, cluster={"k": 3}
+    )
+
+    with pytest.raises(
+        InputError, match=r"Invalid output.path: expected a folder outside data.path"
+    ):
+        run_training_job(spark, config)
+
+    assert sorted(os.listdir(table)) == before
+    assert last_run(tracking_uri).info.status == "FAILED"
+
+
+def test_more_processes_than_rows_rejected(spark, tracking_uri, tmp_path):
+    table = tmp_path / "tiny"
+    table.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(range(3), pa.int64()),
+                "features": pa.array([[1.0, 2.0]] * 3, pa.list_(pa.float32())),
+            }
+        ),
+        table / "part-0.parquet",
+    )
+    config = small_config(
+        tmp_path,
+        str(table),
+        tmp_path / "out",
+        cluster={"k": 2},
+        train={"num_processes": 4},
+    )
+
+    with pytest.raises(InputError, match=r"train.num_processes: .*\(3\).*got 4"):
+        run_training_job(spark, config)
+
+    assert last_run(tracking_uri).info.status == "FAILED"
+
+
+def test_sigterm_fails_run_and_cleans_staging(tracking_uri, tmp_path, iris_table):
+    output = tmp_path / "out"
+    config = small_config(
+        tmp_path,
+        iris_table,
+        output,
+        train={"epochs": 5000, "batch_size": 16, "num_processes": 1},
+        cluster={"k": 3},
+        registry={"enabled": False},
+    )
+    job = subprocess.Popen(
+        [sys.executable, "-m", "deepclust", "train", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in job.stdout:
+            if "epoch 2/" in line:
+                break
+        job.send_signal(signal.SIGTERM)
+        remaining, _ = job.communicate(timeout=120)
+    finally:
+        job.kill()
+
+    assert job.returncode == 143
+    assert "Stopped by SIGTERM" in remaining
+    assert not output.exists()
+    assert not [p for p in os.listdir(tmp_path) if "staging" in p]
+    run = last_run(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert "SIGTERM" in run.data.tags["deepclust.error"]
+
+
+def test_unsupported_tracking_uri_rejected(spark, tmp_path, iris_table):
+    config = small_config(
+        tmp_path, iris_table, tmp_path / "out", tracking={"uri": "nonsense://x"}
+    )
+
+    with pytest.raises(InputError, match=r"Invalid tracking URI: .*'nonsense://x'"):
+        run_training_job(spark, config)
+
+    assert not (tmp_path / "out").exists()
 
 
 def test_gpu_request_without_gpu(spark, tracking_uri, tmp_path, iris_table):

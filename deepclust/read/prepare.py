@@ -55,7 +55,7 @@ def read_idx(path: str) -> np.ndarray:
     """
     if not os.path.isfile(path):
         raise InputError(
-            f"IDX file not found: {path!r}. Pass --source with the folder that "
+            f"IDX file not found: {path!r}. Pass --source-dir with the folder that "
             f"contains {MNIST_IMAGES}.gz and {MNIST_LABELS}.gz."
         )
     opener = gzip.open if path.endswith(".gz") else open

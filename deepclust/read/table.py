@@ -102,10 +102,15 @@ def read_feature_table(
     try:
         df = spark.read.parquet(path)
     except (AnalysisException, PySparkException, Py4JJavaError) as exc:
+        # Spark's advice for this case, to give a schema, does not apply here.
+        if "UNABLE_TO_INFER_SCHEMA" in str(exc):
+            reason = "the folder holds no parquet files"
+        else:
+            reason = _first_line(exc)
         raise InputError(
-            f"Cannot read the feature table at {path!r}: "
-            f"{_first_line(exc)}. Expected a folder or file of parquet; check "
-            "data.path, or create the table with `deepclust prepare`."
+            f"Cannot read the feature table at {path!r}: {reason}. Expected a "
+            "folder or file of parquet; check data.path, or create the table "
+            "with `deepclust prepare`."
         ) from exc
     check_schema(df, path)
     columns = ["id", "features"] + (["label"] if "label" in df.columns else [])

@@ -63,8 +63,9 @@ def load_cluster_model(ref: ModelVersionRef) -> ScoringModel:
         pyfunc = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as exc:
         raise InputError(
-            f"Cannot load the model at {ref.uri!r}: {str(exc).splitlines()[0]} "
-            "Expected a model logged by `deepclust train`, e.g. "
+            f"Cannot load the model at {ref.uri!r}: "
+            f"{str(exc).splitlines()[0].rstrip('.')}. Expected a model logged "
+            "by `deepclust train`, e.g. "
             "models:/<name>@champion; check --model-uri and the tracking URI."
         ) from exc
     model = pyfunc.unwrap_python_model()

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 
 import mlflow
 import numpy as np
+from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
+from deepclust.errors import invalid
 from deepclust.preflight import check_tracking_server
 
 _logger = logging.getLogger(__name__)
@@ -43,10 +45,21 @@ def job_run(tracking_uri: str, experiment: str, run_name: str | None, tags=None)
     ------
     ServiceUnavailableError
         Within seconds, if an HTTP tracking server does not respond.
+    InputError
+        If MLflow has no store for the URI's scheme.
     """
     check_tracking_server(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    try:
+        mlflow.set_experiment(experiment)
+    except UnsupportedModelRegistryStoreURIException as exc:
+        raise invalid(
+            "tracking URI",
+            tracking_uri,
+            "a URI MLflow supports, such as sqlite:///mlflow.db, "
+            "http://HOST:PORT, databricks or a folder path",
+            "Fix tracking.uri or MLFLOW_TRACKING_URI.",
+        ) from exc
     with mlflow.start_run(run_name=run_name, tags=tags or {}) as run:
         _logger.info(
             "mlflow: run %s in experiment %r at %s",
