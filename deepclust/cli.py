@@ -293,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _raise_terminated(signum, frame):
     raise JobTerminated(
-        "Stopped by SIGTERM. The MLflow run is marked FAILED and any earlier "
-        "output is kept; run the job again to produce new output."
+        "Stopped by SIGTERM. The job's MLflow run, if it had started, is "
+        "marked FAILED, and earlier output is kept. Run the job again to "
+        "produce new output."
     )
 
 
