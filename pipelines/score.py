@@ -127,8 +127,8 @@ def run_scoring_job(
             raise InputError(
                 f"Invalid --output: expected a folder outside --input "
                 f"{input_path!r}, got {output_path!r}, which is that folder, "
-                "lies inside it or holds it. The scores would mix with the rows "
-                "to score; choose another --output."
+                "lies inside it or contains it. The scores would mix with the "
+                "rows to score. Choose another --output."
             )
         loaded = load_cluster_model(resolve_model_uri(uri))
         _log_model_version(loaded)

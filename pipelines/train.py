@@ -152,8 +152,8 @@ def _run_stages(spark: SparkSession, config: JobConfig, run_id: str) -> JobResul
         raise InputError(
             f"Invalid output.path: expected a folder outside data.path "
             f"{config.data.path!r}, got {config.output.path!r}, which is that "
-            "folder, lies inside it or holds it. Publishing the output there "
-            "would replace the feature table; choose another output.path."
+            "folder, lies inside it or contains it. Publishing the output "
+            "there would replace the feature table. Choose another output.path."
         )
     if path_exists(spark, output_path) and not config.output.overwrite:
         raise InputError(
@@ -390,8 +390,7 @@ def check_table_fits_config(config: JobConfig, summary: TableSummary) -> None:
     ------
     InputError
         If ``cluster.k`` or ``train.num_processes`` exceeds the rows, or
-        ``data.image_shape`` does not
-        multiply to the feature length.
+        ``data.image_shape`` does not multiply to the feature length.
     """
     if config.cluster.k > summary.rows:
         raise InputError(

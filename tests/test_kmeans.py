@@ -86,7 +86,7 @@ def test_sample_rows_size(spark, init_sample, low, high):
     assert np.isin(sample[:, 0], points[:, 0]).all()
 
 
-def test_kmeans_plusplus_start_copes_with_repeated_rows(spark):
+def test_plusplus_start_repeated_rows(spark):
     # Three distinct rows and k=4: one centroid is left without rows.
     points = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
     embeddings = embeddings_frame(spark, points)

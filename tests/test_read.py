@@ -47,10 +47,12 @@ def test_missing_path(spark, tmp_path):
         read_feature_table(spark, str(tmp_path / "nowhere"))
 
 
-def test_empty_folder_says_no_parquet(spark, tmp_path):
+def test_empty_table_folder_rejected(spark, tmp_path):
     (tmp_path / "empty").mkdir()
 
-    with pytest.raises(InputError, match=r"empty': the folder holds no parquet files"):
+    with pytest.raises(
+        InputError, match=r"empty': the folder contains no parquet files"
+    ):
         read_feature_table(spark, str(tmp_path / "empty"))
 
 

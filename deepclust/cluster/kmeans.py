@@ -99,9 +99,10 @@ def fit_kmeans(
                 # fewer centroids than k when rows repeat.
                 _logger.warning(
                     "cluster: run %d found %d distinct centroids, fewer than "
-                    "cluster.k=%d; the embeddings have fewer distinct values "
-                    "than k. Lower cluster.k, or use cluster.init_mode k-means++, "
-                    "which keeps k centroids and leaves the extra ones empty",
+                    "cluster.k=%d, because the embeddings have fewer distinct "
+                    "values than k. Lower cluster.k, or use cluster.init_mode "
+                    "k-means++, which keeps k centroids and leaves the extra "
+                    "ones empty",
                     run + 1,
                     found,
                     settings.k,
@@ -165,28 +166,25 @@ def sample_rows(
     uses.
     """
     sample_size = max(settings.init_sample, 20 * settings.k)
-    fraction = min(1.0, sample_size / rows)
-    if fraction >= 1.0:
-        picked = vectors.collect()
-    else:
-        picked = vectors.sample(False, fraction, seed).collect()
-    sample = np.array(
-        [v.toArray() for v in _java2py(spark.sparkContext, picked)], dtype=np.float64
-    )
+    fraction = sample_size / rows
+    picked = vectors if fraction >= 1.0 else vectors.sample(False, fraction, seed)
+    sample = _collect_vectors(spark, picked)
     if len(sample) < settings.k:
         # A small fraction can draw fewer than k rows, so take every row.
-        sample = np.array(
-            [v.toArray() for v in _java2py(spark.sparkContext, vectors.collect())],
-            dtype=np.float64,
-        )
+        sample = _collect_vectors(spark, vectors)
     return sample
+
+
+def _collect_vectors(spark: SparkSession, vectors) -> np.ndarray:
+    picked = _java2py(spark.sparkContext, vectors.collect())
+    return np.array([v.toArray() for v in picked], dtype=np.float64)
 
 
 def sample_centroids(sample: np.ndarray, settings: ClusterConfig, seed: int):
     """Return KMeans centroids of ``sample`` to start MLlib from.
 
-    scikit-learn's KMeans with one greedy k-means++ start and Lloyd
-    iterations up to ``settings.max_iter``. If the sample has fewer
+    The centroids come from scikit-learn's KMeans with one greedy k-means++
+    start and Lloyd iterations up to ``settings.max_iter``. If the sample has fewer
     distinct rows than ``k``, some centroids repeat, and MLlib leaves the
     repeats without rows, as it would any empty cluster.
     """

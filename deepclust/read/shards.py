@@ -45,7 +45,7 @@ class ShardReader:
         self.rows = self.rows_per_rank[rank]
         self.shuffle_buffer_rows = shuffle_buffer_rows
         # A shard that fits the buffer is read once and kept for every epoch,
-        # since the buffer would hold all of it anyway.
+        # because the buffer keeps all of it in memory anyway.
         self._columns_in_memory: dict[str, list[pa.Array]] | None = None
         if self.rows <= shuffle_buffer_rows:
             self._columns_in_memory = {}

@@ -104,7 +104,7 @@ def read_feature_table(
     except (AnalysisException, PySparkException, Py4JJavaError) as exc:
         # Spark's advice for this case, to give a schema, does not apply here.
         if "UNABLE_TO_INFER_SCHEMA" in str(exc):
-            reason = "the folder holds no parquet files"
+            reason = "the folder contains no parquet files"
         else:
             reason = _first_line(exc)
         raise InputError(
